@@ -1,0 +1,360 @@
+"""The LayerFusion wire protocol: every request, response and event the plugin and server exchange.
+
+Field names, states and endpoints follow the team design (DESIGN.md, "HTTP API"). This module is the
+single source of truth: the server validates with it and publishes it as OpenAPI, the plugin builds
+its requests with it. Standard library only, Python 3.8 syntax.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import enum
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Union
+
+from .fields import ProtocolError, parse, spec
+from .png import PngInfo, png_info
+
+PROTOCOL_VERSION = "1"
+API_PREFIX = "/v1"
+# Not ComfyUI's 8188, A1111's 7860 (nor the 7861+ it falls back to), nor Krita's own ports.
+DEFAULT_PORT = 8741
+DEFAULT_HOST = "127.0.0.1"
+
+# Limits shared by both sides, so the plugin can refuse what the server would refuse.
+MAX_PROMPT_CHARS = 2000
+MIN_SIDE = 64
+MAX_SIDE = 4096
+MAX_PIXELS = 4096 * 2048
+SIZE_MULTIPLE = 8
+MAX_STEPS = 200
+MAX_SEED = 2**32 - 1
+MAX_UPLOAD_BYTES = 96 * 1024 * 1024
+IMAGE_NAMES = ("foreground", "background", "blend")
+
+
+class JobKind(str, enum.Enum):
+    generate = "generate"
+    reblend = "reblend"
+
+
+class JobState(str, enum.Enum):
+    queued = "queued"
+    running = "running"
+    done = "done"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in (JobState.done, JobState.failed, JobState.cancelled)
+
+
+class ServerState(str, enum.Enum):
+    loading = "loading"
+    ready = "ready"
+    error = "error"
+
+
+class BlendMode(str, enum.Enum):
+    generative = "generative"  # the harmonised third branch (attention-level blending)
+    alpha = "alpha"  # foreground RGBA composited over the background
+    none = "none"  # only the two layers
+
+
+class MaskSource(str, enum.Enum):
+    product = "product"  # structure prior x content prior: both must agree
+    self_attention = "self"  # structure prior only (ablation)
+    cross_attention = "cross"  # content-confidence prior only (ablation)
+
+
+class PriorMode(str, enum.Enum):
+    restart = "restart"  # short foreground-only pass to t = 0.8T, then the full run
+    online = "online"  # priors from the joint run itself; steps before 0.8T stay unblended
+
+
+class AttentionBlend(str, enum.Enum):
+    shared = "shared"  # blend queries attend to FG keys inside the mask, BG keys outside
+    output_mix = "output_mix"  # mix the FG and BG attention outputs
+    joint_softmax = "joint_softmax"  # one softmax over FG and BG keys with mask logit biases
+
+
+class Sampler(str, enum.Enum):
+    euler = "euler"
+    dpmpp_2m_karras = "dpmpp_2m_karras"
+
+
+@dataclass
+class MethodOptions:
+    """LayerFusion's knobs. The defaults are the team's (METHOD.md section 5)."""
+
+    mask_source: MaskSource = spec(MaskSource.product, doc="Which generative prior(s) build the mask.")
+    boundary: float = spec(0.5, minimum=0.0, maximum=1.0, doc="Mask threshold tau on the combined prior.")
+    softness: float = spec(
+        0.5,
+        minimum=0.0,
+        maximum=1.0,
+        doc="Soft decision boundary coefficient kappa: half-width of the soft mask's ramp; 0 = hard.",
+    )
+    prior_mode: PriorMode = spec(PriorMode.restart, doc="How the priors are extracted.")
+    prior_timestep: float = spec(
+        0.8, exclusive_minimum=0.0, maximum=1.0, doc="Where the priors are read, as a fraction of T."
+    )
+    prior_layer: Optional[str] = spec(
+        None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_.]+$",
+        doc="Transformer block whose attn1/attn2 give the priors; the model's default when unset.",
+    )
+    attention_blend: AttentionBlend = spec(AttentionBlend.shared, doc="How the blend row mixes attention.")
+    foreground_update: bool = spec(
+        True, doc="Let the foreground row take the blend's attention inside the hard mask."
+    )
+    sampler: Sampler = spec(Sampler.euler, doc="Denoising scheduler.")
+    transparent_tta: Optional[bool] = spec(
+        None, doc="8-way median test-time augmentation in the transparent decoder; unset = on for GPU only."
+    )
+
+
+@dataclass
+class GenerateRequest:
+    """Generate a foreground (RGBA), a background (RGB) and, unless blend is none, a blend."""
+
+    foreground_prompt: str = spec(nonblank=True, max_length=MAX_PROMPT_CHARS, doc="What the foreground object is.")
+    background_prompt: str = spec(nonblank=True, max_length=MAX_PROMPT_CHARS, doc="The scene behind it.")
+    width: int = spec(minimum=MIN_SIDE, maximum=MAX_SIDE, doc="Image width in pixels, a multiple of 8.")
+    height: int = spec(minimum=MIN_SIDE, maximum=MAX_SIDE, doc="Image height in pixels, a multiple of 8.")
+    kind: JobKind = spec(JobKind.generate, doc="Always 'generate'.")
+    blend: BlendMode = spec(BlendMode.generative, doc="How the blend layer is made.")
+    blend_prompt: str = spec(
+        "", max_length=MAX_PROMPT_CHARS, doc="Prompt of the blend; empty = '<foreground>, <background>'."
+    )
+    negative_prompt: str = spec("", max_length=MAX_PROMPT_CHARS, doc="What none of the images should show.")
+    steps: int = spec(25, minimum=1, maximum=MAX_STEPS, doc="Denoising steps.")
+    guidance: float = spec(7.0, minimum=0.0, maximum=30.0, doc="Classifier-free guidance scale; <= 1 disables it.")
+    seed: Optional[int] = spec(None, minimum=0, maximum=MAX_SEED, doc="Random seed; unset = a random one.")
+    options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
+
+    def check(self, prefix: str = "") -> None:
+        if self.kind != JobKind.generate:
+            raise ProtocolError("invalid_field", "'kind' must be 'generate'", prefix + "kind")
+        check_size(self.width, self.height, prefix)
+
+
+@dataclass
+class ReblendRequest:
+    """Re-harmonise the blend after the foreground moved: the layers as they now lie on the canvas."""
+
+    foreground_png: str = spec(
+        nonblank=True, doc="Base64 PNG, RGBA: the foreground as it now lies on the canvas.", write_only=True
+    )
+    background_png: str = spec(
+        nonblank=True, doc="Base64 PNG, RGB or RGBA (alpha ignored), the same size.", write_only=True
+    )
+    foreground_prompt: str = spec(nonblank=True, max_length=MAX_PROMPT_CHARS, doc="The foreground's prompt.")
+    background_prompt: str = spec(nonblank=True, max_length=MAX_PROMPT_CHARS, doc="The background's prompt.")
+    kind: JobKind = spec(JobKind.reblend, doc="Always 'reblend'.")
+    blend_prompt: str = spec(
+        "", max_length=MAX_PROMPT_CHARS, doc="Prompt of the blend; empty = '<foreground>, <background>'."
+    )
+    negative_prompt: str = spec("", max_length=MAX_PROMPT_CHARS, doc="What the blend should not show.")
+    strength: float = spec(
+        0.5, exclusive_minimum=0.0, maximum=1.0, doc="How far the blend is re-noised: the share of steps re-run."
+    )
+    steps: int = spec(25, minimum=1, maximum=MAX_STEPS, doc="Steps of a full schedule; strength x steps run.")
+    guidance: float = spec(7.0, minimum=0.0, maximum=30.0, doc="Classifier-free guidance scale for the blend.")
+    seed: Optional[int] = spec(None, minimum=0, maximum=MAX_SEED, doc="Random seed; unset = a random one.")
+    options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
+
+    def check(self, prefix: str = "") -> None:
+        if self.kind != JobKind.reblend:
+            raise ProtocolError("invalid_field", "'kind' must be 'reblend'", prefix + "kind")
+        fg = decode_png_field(self.foreground_png, prefix + "foreground_png")
+        bg = decode_png_field(self.background_png, prefix + "background_png")
+        if not fg.has_alpha:
+            raise ProtocolError(
+                "invalid_image", "'foreground_png' must be an RGBA PNG; got %s" % fg.mode, prefix + "foreground_png"
+            )
+        if not bg.is_color:
+            raise ProtocolError(
+                "invalid_image", "'background_png' must be an RGB or RGBA PNG; got %s" % bg.mode,
+                prefix + "background_png",
+            )
+        if (fg.width, fg.height) != (bg.width, bg.height):
+            raise ProtocolError(
+                "invalid_image",
+                "'foreground_png' is %dx%d but 'background_png' is %dx%d; they must be the same size"
+                % (fg.width, fg.height, bg.width, bg.height),
+                prefix + "foreground_png",
+            )
+        check_size(fg.width, fg.height, prefix, field="foreground_png")
+
+    @property
+    def size(self) -> "tuple[int, int]":
+        info = png_info(base64.b64decode(self.foreground_png))
+        return info.width, info.height
+
+
+JobRequest = Union[GenerateRequest, ReblendRequest]
+
+
+def check_size(width: int, height: int, prefix: str = "", field: Optional[str] = None) -> None:
+    """Sides in [MIN_SIDE, MAX_SIDE], multiples of SIZE_MULTIPLE, at most MAX_PIXELS in all."""
+    for name, value in (("width", width), ("height", height)):
+        where = prefix + (field or name)
+        if value < MIN_SIDE or value > MAX_SIDE:
+            raise ProtocolError(
+                "invalid_size", "%s %d is outside %d..%d" % (name, value, MIN_SIDE, MAX_SIDE), where
+            )
+        if value % SIZE_MULTIPLE:
+            raise ProtocolError(
+                "invalid_size", "%s %d is not a multiple of %d" % (name, value, SIZE_MULTIPLE), where
+            )
+    if width * height > MAX_PIXELS:
+        raise ProtocolError(
+            "invalid_size",
+            "width x height = %dx%d has more than %d pixels" % (width, height, MAX_PIXELS),
+            prefix + (field or "width"),
+        )
+
+
+def decode_png_field(text: str, field: str) -> PngInfo:
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("invalid_image", "'%s' is not valid base64" % field, field) from None
+    try:
+        return png_info(data)
+    except ValueError as err:
+        raise ProtocolError("invalid_image", "'%s' is not a usable PNG: %s" % (field, err), field) from None
+
+
+def parse_job_request(data: Any) -> JobRequest:
+    """The request of POST /v1/jobs, validated; ProtocolError names the first bad field."""
+    if not isinstance(data, dict):
+        raise ProtocolError("invalid_body", "the body must be a JSON object")
+    kind = data.get("kind")
+    if kind == JobKind.generate.value:
+        return parse(GenerateRequest, data)
+    if kind == JobKind.reblend.value:
+        return parse(ReblendRequest, data)
+    if kind is None:
+        raise ProtocolError("missing_field", "'kind' is required: 'generate' or 'reblend'", "kind")
+    raise ProtocolError("invalid_field", "'kind' must be 'generate' or 'reblend'; got %r" % (kind,), "kind")
+
+
+def compose_blend_prompt(foreground_prompt: str, background_prompt: str, blend_prompt: str = "") -> str:
+    """The blend branch's prompt: the user's, else both prompts joined (METHOD.md section 5)."""
+    if blend_prompt.strip():
+        return blend_prompt.strip()
+    return "%s, %s" % (foreground_prompt.strip(), background_prompt.strip())
+
+
+# ---- responses and events -------------------------------------------------------------------
+
+
+@dataclass
+class Progress:
+    """Denoising progress of a job."""
+
+    step: int = spec(0, minimum=0, doc="Steps done.")
+    total: int = spec(0, minimum=0, doc="Steps in all (prior pass included).")
+
+
+@dataclass
+class ErrorInfo:
+    """Why a request or a job failed."""
+
+    code: str = spec(doc="Machine-readable reason.")
+    message: str = spec(doc="Plain-words reason for the artist.")
+    field: Optional[str] = spec(None, doc="The request field at fault, dotted.")
+
+
+@dataclass
+class ErrorResponse:
+    """Body of every 4xx and 5xx answer."""
+
+    error: ErrorInfo = spec(doc="What went wrong.")
+
+
+@dataclass
+class JobCreated:
+    """Answer of POST /v1/jobs."""
+
+    id: str = spec(doc="Job id.")
+    state: JobState = spec(doc="Always 'queued'.")
+
+
+@dataclass
+class JobStatus:
+    """A job as the server knows it."""
+
+    id: str = spec(doc="Job id.")
+    kind: JobKind = spec(doc="generate or reblend.")
+    state: JobState = spec(doc="queued, running, done, failed or cancelled.")
+    progress: Progress = spec(default_factory=Progress, doc="Denoising progress.")
+    params: Dict[str, Any] = spec(
+        default_factory=dict, doc="Every parameter of the job as run (seed resolved), images left out."
+    )
+    error: Optional[ErrorInfo] = spec(None, doc="Why it failed; only when failed.")
+    images: Optional[Dict[str, str]] = spec(None, doc="Result image name -> URL path; only when done.")
+    queue_position: Optional[int] = spec(None, minimum=0, doc="Jobs ahead of it; only when queued.")
+    created: Optional[float] = spec(None, doc="Unix time it was queued.")
+    finished: Optional[float] = spec(None, doc="Unix time it ended.")
+
+
+@dataclass
+class ProgressEvent:
+    """One denoising step done (Server-Sent Event 'progress')."""
+
+    id: str = spec(doc="Job id.")
+    step: int = spec(minimum=0, doc="Steps done.")
+    total: int = spec(minimum=0, doc="Steps in all.")
+    preview_png: Optional[str] = spec(None, doc="Small base64 PNG preview of the blend or foreground, if cheap.")
+
+
+@dataclass
+class Health:
+    """Answer of GET /v1/health."""
+
+    state: ServerState = spec(doc="loading, ready or error.")
+    version: str = spec(doc="Backend version.")
+    protocol: str = spec(PROTOCOL_VERSION, doc="Protocol version.")
+    device: str = spec("", doc="Where the model runs, e.g. 'cuda:0 (float16)' or 'cpu (float32)'.")
+    model: str = spec("", doc="The model preset or path being served.")
+    queue_length: int = spec(0, minimum=0, doc="Jobs queued or running.")
+    error: Optional[str] = spec(None, doc="Why the model could not load; only in state 'error'.")
+    auth: bool = spec(False, doc="Whether requests need a bearer token.")
+
+
+@dataclass
+class ModelInfo:
+    """One model the server can serve."""
+
+    name: str = spec(doc="Preset name or path.")
+    kind: str = spec(doc="'preset', 'diffusers', 'single_file' or 'hub'.")
+    available: bool = spec(doc="Whether its files are present locally.")
+    loaded: bool = spec(False, doc="Whether it is the model being served.")
+    description: str = spec("", doc="What it is.")
+
+
+@dataclass
+class ModelList:
+    """Answer of GET /v1/models."""
+
+    models: List[ModelInfo] = spec(default_factory=list, doc="Known models.")
+    loaded: str = spec("", doc="The model being served.")
+
+
+# SSE event names on GET /v1/jobs/{id}/events: 'status' carries a JobStatus (first on connect and on
+# every state change; the stream ends after a status whose state is final), 'progress' a ProgressEvent.
+EVENT_STATUS = "status"
+EVENT_PROGRESS = "progress"
+
+
+def job_path(job_id: str) -> str:
+    return "%s/jobs/%s" % (API_PREFIX, job_id)
+
+
+def image_path(job_id: str, name: str) -> str:
+    return "%s/jobs/%s/images/%s.png" % (API_PREFIX, job_id, name)
