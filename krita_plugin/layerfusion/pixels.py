@@ -109,14 +109,6 @@ def in_background(work: Callable[[], Any], done: Callable[[Any, Optional[BaseExc
         done(result, error)
 
     relay.done.connect(deliver)
-    import os
-    if os.environ.get("LF_SYNC"):
-        try:
-            r, e = work(), None
-        except Exception as err:
-            r, e = None, err
-        QTimer.singleShot(0, lambda: deliver(r, e))
-        return
     task = _Task(work, relay)
     task.setAutoDelete(True)
     QThreadPool.globalInstance().start(task)

@@ -50,10 +50,6 @@ def mean_abs(a, b, w, rect=None, h=None):
 
 
 def run(cfg, facts):
-    trace = open("/tmp/ks/trace.txt", "w")
-    def mark(s):
-        trace.write(s + "\n"); trace.flush()
-    mark("start")
     from krita import Krita
     from layerfusion.controller import Controller
     from layerfusion.docker import Panel
@@ -72,11 +68,8 @@ def run(cfg, facts):
     finished = []
     controller.job_finished.connect(finished.append)
 
-    mark("controller")
     controller.generate()
-    mark("generating")
     spin(lambda: len(finished) == 1)
-    mark("generated")
     facts["generate_state"] = finished[0].state
     facts["message"] = panel.message.text()
     group = find_group(doc)
@@ -161,6 +154,8 @@ def run(cfg, facts):
     facts["reopened_fg_same_pixels"] = bgra(fg2, 0, 0, W, H) == moved_fg
     reopened.close()
     controller.shutdown()
+    panel.deleteLater()
+    spin(lambda: True)
 
 
 def __main__(args):
