@@ -289,7 +289,7 @@ class Controller(QObject):
         except ValueError:
             return
         jobs = data.get("jobs", []) if isinstance(data, dict) else data
-        for job in reversed(jobs if isinstance(jobs, list) else []):
+        for job in jobs if isinstance(jobs, list) else []:  # newest first
             if isinstance(job, dict) and job.get("state") == "done" and job.get("kind") == "generate":
                 params = job.get("params") or {}
                 if job.get("id") and job["id"] not in self.history:
@@ -300,7 +300,7 @@ class Controller(QObject):
         images = job.get("images") or {}
         url = images.get("blend") or images.get("foreground")
         if not url:
-            self.panel.add_history(entry.job_id, entry.label, None)
+            self.panel.add_history(entry.job_id, entry.label, None, newest=False)
             return
 
         def got(result: HttpResult) -> None:
@@ -310,7 +310,7 @@ class Controller(QObject):
                     thumb = thumbnail(result.body)
                 except ValueError:
                     thumb = None
-            self.panel.add_history(entry.job_id, entry.label, thumb)
+            self.panel.add_history(entry.job_id, entry.label, thumb, newest=False)
 
         self.api.get(url, got)
 
