@@ -83,7 +83,7 @@ class Panel(QWidget):
         self.seed.setRange(0, protocol.MAX_SEED)
         self.random_seed = QCheckBox("random")
         self.dice = QToolButton()
-        self.dice.setText("🎲")
+        self.dice.setText("Roll")
         self.dice.setToolTip("Pick a new random seed")
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(self.random_seed)

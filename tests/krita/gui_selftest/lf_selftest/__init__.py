@@ -37,6 +37,7 @@ def scenario(facts):
     win = app.activeWindow()
     spin(lambda: app.activeWindow() is not None)
     win = app.activeWindow()
+    win.qwindow().showMaximized()
     W, H = CFG["width"], CFG["height"]
     doc = app.createDocument(W, H, "LayerFusion demo", "RGBA", "U8", "", 300.0)
     win.addView(doc)
@@ -64,9 +65,11 @@ def scenario(facts):
     group = find_group(doc)
     facts["children"] = [n.name() for n in group.childNodes()]
     blend0 = pixels(blend_layers(doc, group)[-1], W, H)
-    QApplication.processEvents()
-    time.sleep(1.0)  # let the canvas and the docker repaint before the picture
-    QApplication.processEvents()
+    doc.setActiveNode(group)
+    deadline = time.monotonic() + 3.0  # let the canvas, layer list and docker repaint first
+    while time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.02)
     screen = QApplication.primaryScreen().grabWindow(0)
     facts["screenshot_saved"] = screen.save(CFG["screenshot"], "PNG")
 
