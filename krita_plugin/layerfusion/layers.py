@@ -171,4 +171,6 @@ class KritaDocuments:
                 group.remove()
             raise
         doc.setActiveNode(member(doc, group, "foreground") or group)
+        # Krita 5.1's addChildNode does not mark the new pixels dirty; this re-renders asynchronously.
+        doc.refreshProjection()
         return group

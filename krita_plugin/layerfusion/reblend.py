@@ -63,6 +63,7 @@ class KritaSide(KritaDocuments):
         if source.group_key in records:
             records[source.group_key]["reblend_params"] = params
             write_records(doc, records)
+        doc.refreshProjection()  # asynchronous: the new blend's pixels are not marked dirty otherwise
         return node
 
 

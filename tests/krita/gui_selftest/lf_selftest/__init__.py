@@ -28,6 +28,19 @@ def pixels(node, w, h):
     return bytes(node.pixelData(0, 0, w, h))
 
 
+def _layer_rows():
+    """Rows the Layers docker's tree view shows (to catch a docker that did not hear of the group)."""
+    from PyQt5.QtWidgets import QTreeView
+
+    app = Krita.instance()
+    for dock in app.dockers():
+        if dock.objectName() == "KisLayerBox":
+            view = dock.findChild(QTreeView)
+            if view is not None and view.model() is not None:
+                return view.model().rowCount()
+    return None
+
+
 def scenario(facts):
     from layerfusion.layers import find_group, member
     from layerfusion.reblend import blend_layers
@@ -37,7 +50,7 @@ def scenario(facts):
     win = app.activeWindow()
     spin(lambda: app.activeWindow() is not None)
     win = app.activeWindow()
-    win.qwindow().showMaximized()
+    win.qwindow().setGeometry(0, 0, 1600, 1000)  # Xvfb has no window manager to maximise it
     W, H = CFG["width"], CFG["height"]
     doc = app.createDocument(W, H, "LayerFusion demo", "RGBA", "U8", "", 300.0)
     win.addView(doc)
@@ -45,6 +58,9 @@ def scenario(facts):
     dockers = [d for d in app.dockers() if d.objectName() == "layerfusion_docker"]
     facts["docker_found"] = bool(dockers)
     docker = dockers[0]
+    for other in app.dockers():  # room for the LayerFusion docker in the screenshot
+        if other.objectName() not in ("layerfusion_docker", "KisLayerBox"):
+            other.hide()
     docker.show()
     docker.raise_()
     panel, controller = docker.panel, docker.controller
@@ -66,10 +82,12 @@ def scenario(facts):
     facts["children"] = [n.name() for n in group.childNodes()]
     blend0 = pixels(blend_layers(doc, group)[-1], W, H)
     doc.setActiveNode(group)
+    facts["layer_docker_rows"] = _layer_rows()
     deadline = time.monotonic() + 3.0  # let the canvas, layer list and docker repaint first
     while time.monotonic() < deadline:
         QApplication.processEvents()
         time.sleep(0.02)
+    facts["layer_docker_rows_later"] = _layer_rows()
     screen = QApplication.primaryScreen().grabWindow(0)
     facts["screenshot_saved"] = screen.save(CFG["screenshot"], "PNG")
 
@@ -96,6 +114,8 @@ def scenario(facts):
     app.action("edit_redo").trigger()
     doc.waitForDone()
     facts["top_level_after_redo"] = [n.name() for n in doc.rootNode().childNodes()]
+    spin(lambda: True)
+    facts["layer_docker_rows_after_redo"] = _layer_rows()
     doc.setModified(False)
 
 
