@@ -1,0 +1,194 @@
+"""LayerDiffuse's SDXL files in both published layouts (METHOD.md section 2), read strictly.
+
+* transparent attention, original (ComfyUI / Forge) layout ``layer_xl_transparent_attn.safetensors``:
+  ``diffusion_model.<ldm path>.<proj>.weight::lora::<i>``, ``i = 0`` up [out, r], ``i = 1`` down [r, in];
+* transparent attention, diffusers layout ``ld_diffusers_sdxl_attn.safetensors``: dense offsets under the
+  diffusers UNet's own parameter names, factorised here by truncated SVD (one low-rank code path);
+* transparent decoder / encoder: the same keys in both layouts; only the encoder's output scale differs
+  (1 for the original file, 300 for the diffusers one, section 2.4), so it is chosen by file name.
+
+A file whose names or shapes do not fit is refused with the first mismatch named: the shapes of a
+wrong block mapping would fit, which is why the mapping is derived from the UNet's config and tested.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import torch
+from torch import nn
+
+from backend.models.ldm_names import attention_block_map
+from backend.models.lowrank import LowRankDelta
+from backend.models.tiny import attention_projections
+from backend.models.weight_files import (TensorInfo, WeightFileError, check_names_and_shapes, load_tensors,
+                                        read_header)
+
+ATTN_ORIGINAL = "layer_xl_transparent_attn.safetensors"
+ATTN_DIFFUSERS = "ld_diffusers_sdxl_attn.safetensors"
+DECODER_FILES = ("vae_transparent_decoder.safetensors", "ld_diffusers_sdxl_vae_transparent_decoder.safetensors")
+ENCODER_SCALES = {"vae_transparent_encoder.safetensors": 1.0,
+                  "ld_diffusers_sdxl_vae_transparent_encoder.safetensors": 300.0}
+DEFAULT_RANK = 256
+LORA_KEY = re.compile(r"^diffusion_model\.(?P<name>.+)\.weight::(?P<kind>[a-z_]+)::(?P<index>\d+)$")
+
+# What ``identify`` can answer.
+FORMATS = {
+    "layerdiffuse-attn-lora": "LayerDiffuse transparent attention, original LoRA layout",
+    "layerdiffuse-attn-dense": "LayerDiffuse transparent attention, diffusers dense offsets",
+    "layerdiffuse-decoder": "LayerDiffuse transparent VAE decoder",
+    "layerdiffuse-encoder": "LayerDiffuse transparent VAE encoder",
+    "layerdiffuse-conditional": "LayerDiffuse conditional layer model (not used by LayerFusion)",
+    "sdxl-original": "SDXL checkpoint, original (A1111/ComfyUI) layout",
+    "diffusers-unet": "diffusers UNet weights",
+    "unknown": "not a format LayerFusion knows",
+}
+
+
+@dataclass
+class LayerDiffuseFiles:
+    attn: Path
+    decoder: Path
+    encoder: Optional[Path] = None
+    # None: from the encoder file's name (ENCODER_SCALES).
+    encoder_scale: Optional[float] = None
+
+
+def identify(header: Mapping[str, TensorInfo]) -> str:
+    """The format of a safetensors file, from its tensor names alone."""
+    names = [k for k in header if k != "__metadata__"]
+    if not names:
+        return "unknown"
+    if all("::lora::" in k for k in names):
+        return "layerdiffuse-attn-lora"
+    if any("::diff::" in k for k in names):
+        return "layerdiffuse-conditional"
+    if "latent_conv_in.weight" in header:
+        return "layerdiffuse-decoder"
+    if all(re.fullmatch(r"blocks\.\d+\.(weight|bias)", k) for k in names):
+        return "layerdiffuse-encoder"
+    from backend.models.single_file import is_original_sdxl
+
+    if is_original_sdxl(set(names)):
+        return "sdxl-original"
+    if all(re.search(r"\.attn[12]\.to_(q|k|v|out\.0)\.weight$", k) for k in names):
+        return "layerdiffuse-attn-dense"
+    if "conv_in.weight" in header and any(k.startswith("down_blocks.") for k in names):
+        return "diffusers-unet"
+    return "unknown"
+
+
+def find_files(folder: Path) -> Optional[LayerDiffuseFiles]:
+    """The LayerDiffuse files in one folder (e.g. ComfyUI's ``models/layer_model``); the original
+    layout first, as ComfyUI/Forge users have it. None when attention or decoder is missing."""
+    def first(names: tuple[str, ...]) -> Optional[Path]:
+        return next((Path(folder, n) for n in names if Path(folder, n).is_file()), None)
+
+    attn = first((ATTN_ORIGINAL, ATTN_DIFFUSERS))
+    decoder = first(DECODER_FILES)
+    if attn is None or decoder is None:
+        return None
+    return LayerDiffuseFiles(attn, decoder, first(tuple(ENCODER_SCALES)))
+
+
+def encoder_scale_for(path: Path) -> float:
+    """The factor the encoder's output is multiplied by: it differs between the two published files."""
+    try:
+        return ENCODER_SCALES[Path(path).name]
+    except KeyError:
+        raise WeightFileError(
+            f"{path}: cannot tell which LayerDiffuse encoder this is from its name (expected one of "
+            f"{', '.join(ENCODER_SCALES)}); rename it or give the encoder scale explicitly") from None
+
+
+# --- transparent attention ----------------------------------------------------------------------------
+
+def _projection_shapes(unet: nn.Module) -> dict[str, tuple[int, int]]:
+    modules = dict(unet.named_modules())
+    return {name: tuple(modules[name].weight.shape) for name in attention_projections(unet)}
+
+
+def lora_key_map(unet_config: Mapping[str, Any]) -> dict[str, str]:
+    """ldm prefix -> diffusers prefix of each transformer stack (the key-mapping the LoRA file needs)."""
+    return attention_block_map(unet_config)
+
+
+def _diffusers_name(ldm_name: str, blocks: Mapping[str, str]) -> Optional[str]:
+    for old, new in blocks.items():
+        if ldm_name.startswith(old + "."):
+            return new + ldm_name[len(old):]
+    return None
+
+
+def load_attention(path: Path, unet: nn.Module, rank: int = DEFAULT_RANK) -> LowRankDelta:
+    """Either layout of the transparent-attention file as low-rank offsets of ``unet``'s projections."""
+    header = read_header(path)
+    kind = identify(header)
+    shapes = _projection_shapes(unet)
+    if kind == "layerdiffuse-attn-lora":
+        return _load_lora(path, header, shapes, dict(unet.config))
+    if kind == "layerdiffuse-attn-dense":
+        expected = {f"{name}.weight": shape for name, shape in shapes.items()}
+        check_names_and_shapes(expected, {k: v.shape for k, v in header.items()}, str(path))
+        offsets = {k[: -len(".weight")]: v for k, v in load_tensors(path).items()}
+        return LowRankDelta.from_dense(offsets, rank)
+    raise WeightFileError(f"{path}: not a transparent-attention file (looks like: {FORMATS[kind]})")
+
+
+def _load_lora(path: Path, header: Mapping[str, TensorInfo], shapes: dict[str, tuple[int, int]],
+               unet_config: dict) -> LowRankDelta:
+    blocks = lora_key_map(unet_config)
+    pairs: dict[str, dict[int, str]] = {}
+    for key, info in header.items():
+        match = LORA_KEY.match(key)
+        name = _diffusers_name(match["name"], blocks) if match else None
+        if match is None or match["kind"] != "lora" or match["index"] not in ("0", "1") or name not in shapes:
+            raise WeightFileError(f"{path}: unexpected tensor '{key}' (no attention projection of this UNet)")
+        out_features, in_features = shapes[name]
+        index = int(match["index"])
+        if len(info.shape) != 2 or info.shape[index] != (out_features if index == 0 else in_features):
+            role = f"up [{out_features}, rank]" if index == 0 else f"down [rank, {in_features}]"
+            raise WeightFileError(f"{path}: tensor '{key}' has shape {list(info.shape)}, expected {role}")
+        pairs.setdefault(name, {})[index] = key
+    for name in shapes:
+        if len(pairs.get(name, {})) != 2:
+            raise WeightFileError(f"{path}: missing the LoRA pair for '{name}' ({len(shapes) - len(pairs)} "
+                                  "projections without one)")
+    tensors = load_tensors(path)
+    factors = {}
+    for name, keys in pairs.items():
+        up, down = tensors[keys[0]].float(), tensors[keys[1]].float()
+        if up.shape[1] != down.shape[0]:
+            raise WeightFileError(f"{path}: '{keys[0]}' and '{keys[1]}' have different ranks")
+        factors[name] = (up, down)
+    return LowRankDelta(factors)
+
+
+# --- transparent VAE ----------------------------------------------------------------------------------
+
+def _load_module(path: Path, module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Strictly fill a meta-device ``module`` from ``path``."""
+    header = read_header(path)
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    check_names_and_shapes(expected, {k: v.shape for k, v in header.items()}, str(path))
+    module.load_state_dict(load_tensors(path), strict=True, assign=True)
+    return module.to(dtype).eval()
+
+
+def load_decoder(path: Path, channels: tuple[int, ...], latent_level: int = 3,
+                 dtype: torch.dtype = torch.float32) -> nn.Module:
+    from backend.models.transparent_vae import TransparentVAEDecoder
+
+    with torch.device("meta"):
+        module = TransparentVAEDecoder(channels, latent_level=latent_level)
+    return _load_module(path, module, dtype)
+
+
+def load_encoder(path: Path, channels: tuple[int, ...], dtype: torch.dtype = torch.float32) -> nn.Module:
+    from backend.models.transparent_vae import TransparentVAEEncoder
+
+    with torch.device("meta"):
+        module = TransparentVAEEncoder(channels)
+    return _load_module(path, module, dtype)
