@@ -1,0 +1,221 @@
+"""``load_bundle``: from a model name to a ModelBundle on a device, in a dtype.
+
+The SDXL base comes from a Hugging Face repo id (through the HF cache), a local diffusers folder, or a
+single original-layout ``.safetensors`` file (offline, with the configs we ship); the LayerDiffuse
+files from ``--models-dir``, the HF cache, or explicit paths. ``tiny`` is written to disk in the real
+formats first and then goes through exactly the same code.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from backend.models import catalog, layerdiffuse, single_file
+from backend.models.bundle import SDXL, TINY, Architecture, ModelBundle
+
+log = logging.getLogger(__name__)
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+class ModelNotAvailable(RuntimeError):
+    """The model's files are not on this machine (and downloading was not allowed or not possible)."""
+
+
+@dataclass
+class LoadOptions:
+    model: str = "tiny"  # "tiny", "sdxl", a hub repo id, a diffusers folder or a .safetensors checkpoint
+    models_dir: Optional[str] = None  # a ComfyUI-style models folder (checkpoints/, layer_model/, vae/)
+    device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
+    dtype: str = "auto"  # auto | fp16 | bf16 | fp32 (auto: fp16 on CUDA and MPS, fp32 on CPU)
+    cpu_offload: bool = False  # keep modules in RAM; the pipeline moves each to the GPU while it runs
+    vae_tiling: bool = False
+    attention_slicing: bool = False
+    # Explicit LayerDiffuse paths, overriding what is found: keys attn, decoder, encoder, encoder_scale.
+    layerdiffuse_files: dict[str, Any] = field(default_factory=dict)
+    attn_rank: int = layerdiffuse.DEFAULT_RANK  # rank kept when factorising the dense diffusers offsets
+    variant: Optional[str] = "fp16"  # weight variant of a hub repo / diffusers folder, when present
+
+
+def resolve_device(request: str = "auto") -> torch.device:
+    if request == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(request)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ModelNotAvailable(f"device '{request}' asked for, but this torch has no usable CUDA")
+    if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise ModelNotAvailable(f"device '{request}' asked for, but Apple MPS is not available")
+    return device
+
+
+def resolve_dtype(device: torch.device, request: str = "auto") -> torch.dtype:
+    if request == "auto":
+        # Half precision halves SDXL's 7 GB on a GPU; CPUs are slow and inexact at it.
+        return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+    if request not in DTYPES:
+        raise ValueError(f"dtype must be one of auto, {', '.join(DTYPES)}; got '{request}'")
+    if request == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ModelNotAvailable("bf16 asked for, but this GPU does not support it; use fp16")
+    return DTYPES[request]
+
+
+@dataclass
+class BaseSource:
+    kind: str  # "single_file" | "folder" | "repo"
+    location: str
+    config_dir: Optional[Path] = None  # single_file: component configs; tokenizers may live elsewhere
+    tokenizer_dir: Optional[Path] = None
+
+
+def resolve_base(options: LoadOptions, tiny_root: Optional[Path] = None) -> tuple[BaseSource, Architecture]:
+    models_dir = Path(options.models_dir) if options.models_dir else None
+    if options.model == "tiny":
+        from backend.models.tiny_files import ensure_tiny_files
+
+        files = ensure_tiny_files(tiny_root)
+        return BaseSource("single_file", str(files.checkpoint), files.configs, files.configs), TINY
+    if options.model == "sdxl":
+        if catalog.sdxl_in_cache():
+            return BaseSource("repo", catalog.SDXL_REPO), SDXL
+        checkpoints = catalog.sdxl_checkpoints(models_dir)
+        if checkpoints:
+            return _single_file(checkpoints[0], models_dir), SDXL
+        return BaseSource("repo", catalog.SDXL_REPO), SDXL
+    path = Path(options.model).expanduser()
+    if path.is_file():
+        return _single_file(path, models_dir), SDXL
+    if path.is_dir():
+        if not Path(path, "unet", "config.json").is_file():
+            raise ModelNotAvailable(f"{path} is a folder but not a diffusers model (no unet/config.json)")
+        return BaseSource("folder", str(path)), SDXL
+    if options.model.count("/") == 1 and not options.model.endswith(".safetensors"):
+        return BaseSource("repo", options.model), SDXL
+    raise ModelNotAvailable(f"model '{options.model}': no such file or folder, and not a hub repo id")
+
+
+def _single_file(path: Path, models_dir: Optional[Path]) -> BaseSource:
+    return BaseSource("single_file", str(path), single_file.SDXL_CONFIG_DIR, catalog.tokenizer_folder(models_dir))
+
+
+def load_base(source: BaseSource, dtype: torch.dtype, variant: Optional[str]) -> dict[str, Any]:
+    """UNet, VAE, text encoders, tokenizers and the scheduler config, on the CPU."""
+    from transformers import CLIPTokenizer
+
+    if source.kind == "single_file":
+        if source.tokenizer_dir is None:
+            raise ModelNotAvailable(
+                "the SDXL tokenizers are not on this machine (a single-file checkpoint does not include them): "
+                "run `python -m backend models download sdxl-tokenizers` once (about 3 MB), or copy the "
+                "`tokenizer/` and `tokenizer_2/` folders of the SDXL repo into <models-dir>/sdxl_tokenizers")
+        parts = single_file.load_single_file(source.location, source.config_dir, dtype)
+        parts["tokenizer"] = CLIPTokenizer.from_pretrained(source.tokenizer_dir, subfolder="tokenizer")
+        parts["tokenizer_2"] = CLIPTokenizer.from_pretrained(source.tokenizer_dir, subfolder="tokenizer_2")
+        parts["scheduler_config"] = single_file.read_config(source.config_dir, "scheduler")
+        return parts
+    return _load_pretrained(source.location, dtype, variant, local=source.kind == "folder")
+
+
+def _load_pretrained(location: str, dtype: torch.dtype, variant: Optional[str], local: bool) -> dict[str, Any]:
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+    only_local = local or catalog.offline()
+    common = dict(local_files_only=only_local)
+    if local and variant and not any(Path(location, "unet").glob(f"*.{variant}.safetensors")):
+        variant = None  # a plain folder saved without variants
+    weights = dict(common, torch_dtype=dtype, variant=variant)
+    try:
+        parts = {
+            "unet": UNet2DConditionModel.from_pretrained(location, subfolder="unet", **weights),
+            "vae": AutoencoderKL.from_pretrained(location, subfolder="vae", **weights),
+            "text_encoder": CLIPTextModel.from_pretrained(location, subfolder="text_encoder", **weights),
+            "text_encoder_2": CLIPTextModelWithProjection.from_pretrained(
+                location, subfolder="text_encoder_2", **weights),
+            "tokenizer": CLIPTokenizer.from_pretrained(location, subfolder="tokenizer", **common),
+            "tokenizer_2": CLIPTokenizer.from_pretrained(location, subfolder="tokenizer_2", **common),
+            "scheduler_config": dict(EulerDiscreteScheduler.load_config(location, subfolder="scheduler", **common)),
+        }
+    except (OSError, EnvironmentError) as err:
+        hint = ("run `python -m backend models download sdxl` on a machine with internet"
+                if only_local and not local else "check the path")
+        raise ModelNotAvailable(f"cannot load the SDXL model from '{location}' ({err}); {hint}") from None
+    for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
+        parts[name].eval()
+    return parts
+
+
+def resolve_layerdiffuse(options: LoadOptions, architecture: Architecture,
+                         tiny_root: Optional[Path] = None) -> layerdiffuse.LayerDiffuseFiles:
+    overrides = options.layerdiffuse_files
+    if architecture is TINY:
+        from backend.models.tiny_files import ensure_tiny_files
+
+        found = layerdiffuse.find_files(ensure_tiny_files(tiny_root).layer_model)
+    else:
+        found = catalog.layerdiffuse_files(Path(options.models_dir) if options.models_dir else None)
+    attn = overrides.get("attn") or (found.attn if found else None)
+    decoder = overrides.get("decoder") or (found.decoder if found else None)
+    if attn is None or decoder is None:
+        raise ModelNotAvailable(
+            "the LayerDiffuse SDXL files are not on this machine (looked in <models-dir>/layer_model and the "
+            "Hugging Face cache): run `python -m backend models download sdxl`, or point --models-dir at a "
+            "ComfyUI models folder that has layer_model/layer_xl_transparent_attn.safetensors and "
+            "layer_model/vae_transparent_decoder.safetensors")
+    encoder = overrides.get("encoder") or (found.encoder if found else None)
+    return layerdiffuse.LayerDiffuseFiles(Path(attn), Path(decoder), Path(encoder) if encoder else None,
+                                          overrides.get("encoder_scale"))
+
+
+def _transparent_channels(architecture: Architecture) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    from backend.models import transparent_vae as tv
+
+    if architecture is TINY:
+        return tv.TINY_DECODER_CHANNELS, tv.TINY_ENCODER_CHANNELS
+    return tv.FULL_DECODER_CHANNELS, tv.FULL_ENCODER_CHANNELS
+
+
+def load_bundle(options: LoadOptions, *, tiny_root: Optional[Path] = None) -> ModelBundle:
+    """Everything the pipeline needs, checked strictly, on ``options.device`` (or kept in RAM with
+    ``cpu_offload``); logs the device and dtype it chose."""
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(device, options.dtype)
+    source, architecture = resolve_base(options, tiny_root)
+    files = resolve_layerdiffuse(options, architecture, tiny_root)
+    log.info("loading %s (%s %s) on %s in %s", options.model, source.kind, source.location, device, dtype)
+    parts = load_base(source, dtype, options.variant)
+    decoder_channels, encoder_channels = _transparent_channels(architecture)
+    attn = layerdiffuse.load_attention(files.attn, parts["unet"], options.attn_rank)
+    attn.check_against(parts["unet"])
+    decoder = layerdiffuse.load_decoder(files.decoder, decoder_channels, architecture.latent_level, dtype)
+    if files.encoder is not None:
+        encoder = layerdiffuse.load_encoder(files.encoder, encoder_channels, dtype)
+        scale = files.encoder_scale if files.encoder_scale is not None else layerdiffuse.encoder_scale_for(files.encoder)
+    else:
+        # Without the encoder file, re-blend cannot encode a foreground; a zero offset keeps the VAE latent.
+        from backend.models.transparent_vae import TransparentVAEEncoder
+
+        encoder, scale = TransparentVAEEncoder(encoder_channels).to(dtype).eval(), 1.0
+        log.warning("no transparent VAE encoder file: re-blend will use the plain VAE latent of the foreground")
+    if options.vae_tiling:
+        parts["vae"].enable_tiling()
+    target = torch.device("cpu") if options.cpu_offload else device
+    modules = {name: parts[name].to(target) for name in ("unet", "vae", "text_encoder", "text_encoder_2")}
+    bundle = ModelBundle(
+        name=options.model, architecture=architecture, **modules,
+        tokenizer=parts["tokenizer"], tokenizer_2=parts["tokenizer_2"], scheduler_config=parts["scheduler_config"],
+        transparent_attn=attn.to(target, dtype), transparent_decoder=decoder.to(target),
+        transparent_encoder=encoder.to(target), transparent_encoder_scale=scale, device=device, dtype=dtype,
+        cpu_offload=options.cpu_offload, vae_tiling=options.vae_tiling, attention_slicing=options.attention_slicing,
+        sources={"base": f"{source.kind}: {source.location}", "attn": str(files.attn), "decoder": str(files.decoder),
+                 "encoder": str(files.encoder) if files.encoder else "none"},
+    )
+    log.info("loaded %s on %s", options.model, bundle.describe_device())
+    return bundle
