@@ -14,6 +14,7 @@ from typing import Iterator, Optional
 from backend.models.layerdiffuse import FORMATS, LayerDiffuseFiles, find_files, identify
 from backend.models.weight_files import WeightFileError, read_header
 
+UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
 SDXL_REPO = "stabilityai/stable-diffusion-xl-base-1.0"
 LD_ORIGINAL_REPO = "LayerDiffusion/layerdiffusion-v1"
 LD_DIFFUSERS_REPO = "lllyasviel/LayerDiffuse_Diffusers"
@@ -83,10 +84,13 @@ def sdxl_checkpoints(models_dir: Optional[Path]) -> list[Path]:
     found = []
     for path in sorted(Path(models_dir, "checkpoints").rglob("*.safetensors")):
         try:
-            if identify(read_header(path)) == "sdxl-original":
-                found.append(path)
+            header = read_header(path)
         except WeightFileError:
             continue
+        # SDXL-sized, not just SDXL-shaped: the tiny model's checkpoint has the same layout.
+        conv_in = header.get(UNET_CONV_IN)
+        if identify(header) == "sdxl-original" and conv_in is not None and conv_in.shape[0] == 320:
+            found.append(path)
     return sorted(found, key=lambda p: (not p.name.startswith("sd_xl_base"), p.name))
 
 

@@ -122,23 +122,39 @@ def _diffusers_name(ldm_name: str, blocks: Mapping[str, str]) -> Optional[str]:
     return None
 
 
-def load_attention(path: Path, unet: nn.Module, rank: int = DEFAULT_RANK) -> LowRankDelta:
-    """Either layout of the transparent-attention file as low-rank offsets of ``unet``'s projections."""
+def validate_attention(path: Path, unet: nn.Module) -> tuple[str, dict[str, dict[int, str]]]:
+    """Check a transparent-attention file's names and shapes against ``unet`` (which may live on the
+    meta device) from the header alone; returns the layout and, for the LoRA layout, the key pairs."""
     header = read_header(path)
     kind = identify(header)
     shapes = _projection_shapes(unet)
     if kind == "layerdiffuse-attn-lora":
-        return _load_lora(path, header, shapes, dict(unet.config))
+        return kind, _lora_pairs(path, header, shapes, dict(unet.config))
     if kind == "layerdiffuse-attn-dense":
         expected = {f"{name}.weight": shape for name, shape in shapes.items()}
         check_names_and_shapes(expected, {k: v.shape for k, v in header.items()}, str(path))
-        offsets = {k[: -len(".weight")]: v for k, v in load_tensors(path).items()}
-        return LowRankDelta.from_dense(offsets, rank)
+        return kind, {}
     raise WeightFileError(f"{path}: not a transparent-attention file (looks like: {FORMATS[kind]})")
 
 
-def _load_lora(path: Path, header: Mapping[str, TensorInfo], shapes: dict[str, tuple[int, int]],
-               unet_config: dict) -> LowRankDelta:
+def load_attention(path: Path, unet: nn.Module, rank: int = DEFAULT_RANK) -> LowRankDelta:
+    """Either layout of the transparent-attention file as low-rank offsets of ``unet``'s projections."""
+    kind, pairs = validate_attention(path, unet)
+    tensors = load_tensors(path)
+    if kind == "layerdiffuse-attn-dense":
+        # Exact when the offsets have rank <= ``rank`` (the published ones are a densified rank-256 LoRA).
+        return LowRankDelta.from_dense({k[: -len(".weight")]: v for k, v in tensors.items()}, rank)
+    factors = {}
+    for name, keys in pairs.items():
+        up, down = tensors[keys[0]].float(), tensors[keys[1]].float()
+        if up.shape[1] != down.shape[0]:
+            raise WeightFileError(f"{path}: '{keys[0]}' and '{keys[1]}' have different ranks")
+        factors[name] = (up, down)
+    return LowRankDelta(factors)
+
+
+def _lora_pairs(path: Path, header: Mapping[str, TensorInfo], shapes: dict[str, tuple[int, int]],
+                unet_config: dict) -> dict[str, dict[int, str]]:
     blocks = lora_key_map(unet_config)
     pairs: dict[str, dict[int, str]] = {}
     for key, info in header.items():
@@ -156,39 +172,43 @@ def _load_lora(path: Path, header: Mapping[str, TensorInfo], shapes: dict[str, t
         if len(pairs.get(name, {})) != 2:
             raise WeightFileError(f"{path}: missing the LoRA pair for '{name}' ({len(shapes) - len(pairs)} "
                                   "projections without one)")
-    tensors = load_tensors(path)
-    factors = {}
-    for name, keys in pairs.items():
-        up, down = tensors[keys[0]].float(), tensors[keys[1]].float()
-        if up.shape[1] != down.shape[0]:
-            raise WeightFileError(f"{path}: '{keys[0]}' and '{keys[1]}' have different ranks")
-        factors[name] = (up, down)
-    return LowRankDelta(factors)
+    return pairs
 
 
 # --- transparent VAE ----------------------------------------------------------------------------------
 
+def validate_module_file(path: Path, module: nn.Module) -> None:
+    """Names and shapes of ``path`` against ``module``'s state dict, from the header alone."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    check_names_and_shapes(expected, {k: v.shape for k, v in read_header(path).items()}, str(path))
+
+
 def _load_module(path: Path, module: nn.Module, dtype: torch.dtype) -> nn.Module:
     """Strictly fill a meta-device ``module`` from ``path``."""
-    header = read_header(path)
-    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    check_names_and_shapes(expected, {k: v.shape for k, v in header.items()}, str(path))
+    validate_module_file(path, module)
     module.load_state_dict(load_tensors(path), strict=True, assign=True)
     return module.to(dtype).eval()
 
 
-def load_decoder(path: Path, channels: tuple[int, ...], latent_level: int = 3,
-                 dtype: torch.dtype = torch.float32) -> nn.Module:
+def decoder_module(channels: tuple[int, ...], latent_level: int = 3) -> nn.Module:
+    """An empty (meta-device) decoder of the given widths: shapes without memory."""
     from backend.models.transparent_vae import TransparentVAEDecoder
 
     with torch.device("meta"):
-        module = TransparentVAEDecoder(channels, latent_level=latent_level)
-    return _load_module(path, module, dtype)
+        return TransparentVAEDecoder(channels, latent_level=latent_level)
 
 
-def load_encoder(path: Path, channels: tuple[int, ...], dtype: torch.dtype = torch.float32) -> nn.Module:
+def encoder_module(channels: tuple[int, ...]) -> nn.Module:
     from backend.models.transparent_vae import TransparentVAEEncoder
 
     with torch.device("meta"):
-        module = TransparentVAEEncoder(channels)
-    return _load_module(path, module, dtype)
+        return TransparentVAEEncoder(channels)
+
+
+def load_decoder(path: Path, channels: tuple[int, ...], latent_level: int = 3,
+                 dtype: torch.dtype = torch.float32) -> nn.Module:
+    return _load_module(path, decoder_module(channels, latent_level), dtype)
+
+
+def load_encoder(path: Path, channels: tuple[int, ...], dtype: torch.dtype = torch.float32) -> nn.Module:
+    return _load_module(path, encoder_module(channels), dtype)

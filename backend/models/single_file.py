@@ -103,26 +103,39 @@ def _convert_clip_g(tensors: dict[str, torch.Tensor], config: dict[str, Any]) ->
     return convert_open_clip_checkpoint(holder, part, prefix=ldm_names.CLIP_G_PREFIX)
 
 
-def build_models(parts: dict[str, dict[str, torch.Tensor]], config_dir: Path, dtype: torch.dtype,
-                 source: str) -> dict[str, torch.nn.Module]:
-    """Meta-device modules from the configs, filled strictly from ``parts``."""
+def meta_modules(config_dir: Path) -> dict[str, torch.nn.Module]:
+    """The four modules from their configs on the meta device: shapes without memory or init time."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     with torch.device("meta"):
-        modules = {
+        return {
             "unet": UNet2DConditionModel.from_config(read_config(config_dir, "unet")),
             "vae": AutoencoderKL.from_config(read_config(config_dir, "vae")),
-            "text_encoder": CLIPTextModel(CLIPTextConfig(**_text_config(config_dir, "text_encoder"))),
+            "text_encoder": CLIPTextModel(CLIPTextConfig.from_dict(read_config(config_dir, "text_encoder"))),
             "text_encoder_2": CLIPTextModelWithProjection(
-                CLIPTextConfig(**_text_config(config_dir, "text_encoder_2"))),
+                CLIPTextConfig.from_dict(read_config(config_dir, "text_encoder_2"))),
         }
+
+
+def build_models(parts: dict[str, dict[str, torch.Tensor]], config_dir: Path, dtype: torch.dtype,
+                 source: str) -> dict[str, torch.nn.Module]:
+    """Meta-device modules from the configs, filled strictly from ``parts``."""
+    modules = meta_modules(config_dir)
     return {name: _assign(module, parts[name], f"{source} [{name}]", dtype) for name, module in modules.items()}
 
 
-def _text_config(config_dir: Path, component: str) -> dict[str, Any]:
-    config = read_config(config_dir, component)
-    return {k: v for k, v in config.items() if k not in ("architectures", "_name_or_path", "torch_dtype")}
+def validate_checkpoint(path: str | Path, config_dir: Path) -> None:
+    """Every tensor name and shape of an original-layout checkpoint against the modules, from the
+    header alone (a 7 GB file is checked without reading it)."""
+    header = read_header(path)
+    if not is_original_sdxl(header):
+        raise WeightFileError(f"{path}: not an SDXL checkpoint in the original layout")
+    placeholders = {k: torch.empty(v.shape, device="meta") for k, v in header.items()}
+    parts = convert(placeholders, config_dir)
+    for name, module in meta_modules(config_dir).items():
+        expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+        check_names_and_shapes(expected, {k: tuple(v.shape) for k, v in parts[name].items()}, f"{path} [{name}]")
 
 
 def load_single_file(path: str | Path, config_dir: Path, dtype: torch.dtype = torch.float32) -> dict[str, Any]:
