@@ -14,11 +14,13 @@ from typing import Any, Optional
 
 import torch
 
-from backend.models import catalog, layerdiffuse, single_file
+from backend.models import catalog, layerdiffuse, single_file, tiny
 from backend.models.bundle import SDXL, TINY, Architecture, ModelBundle
 
 log = logging.getLogger(__name__)
 
+# The tiny model's first UNet width (SDXL's is 320): how a tiny checkpoint or folder is recognised.
+TINY_CONV_IN_CHANNELS = tiny.UNET_CONFIG["block_out_channels"][0]
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
@@ -87,22 +89,36 @@ def resolve_base(options: LoadOptions, tiny_root: Optional[Path] = None) -> tupl
             return BaseSource("repo", catalog.SDXL_REPO), SDXL
         checkpoints = catalog.sdxl_checkpoints(models_dir)
         if checkpoints:
-            return _single_file(checkpoints[0], models_dir), SDXL
+            return _single_file(checkpoints[0], models_dir)
         return BaseSource("repo", catalog.SDXL_REPO), SDXL
     path = Path(options.model).expanduser()
     if path.is_file():
-        return _single_file(path, models_dir), SDXL
+        return _single_file(path, models_dir, tiny_root)
     if path.is_dir():
         if not Path(path, "unet", "config.json").is_file():
             raise ModelNotAvailable(f"{path} is a folder but not a diffusers model (no unet/config.json)")
-        return BaseSource("folder", str(path)), SDXL
+        unet_config = single_file.read_config(path, "unet")
+        tiny_sized = unet_config.get("block_out_channels", [None])[0] == TINY_CONV_IN_CHANNELS
+        return BaseSource("folder", str(path)), TINY if tiny_sized else SDXL
     if options.model.count("/") == 1 and not options.model.endswith(".safetensors"):
         return BaseSource("repo", options.model), SDXL
     raise ModelNotAvailable(f"model '{options.model}': no such file or folder, and not a hub repo id")
 
 
-def _single_file(path: Path, models_dir: Optional[Path]) -> BaseSource:
-    return BaseSource("single_file", str(path), single_file.SDXL_CONFIG_DIR, catalog.tokenizer_folder(models_dir))
+def _single_file(path: Path, models_dir: Optional[Path], tiny_root: Optional[Path] = None,
+                 ) -> tuple[BaseSource, Architecture]:
+    """A checkpoint file; the tiny model's own checkpoint (recognised by its 32-channel ``conv_in``) gets
+    the tiny configs, anything else SDXL's."""
+    from backend.models.weight_files import read_header
+
+    conv_in = read_header(path).get(catalog.UNET_CONV_IN)
+    if conv_in is not None and conv_in.shape[0] == TINY_CONV_IN_CHANNELS:
+        from backend.models.tiny_files import ensure_tiny_files
+
+        configs = ensure_tiny_files(tiny_root).configs
+        return BaseSource("single_file", str(path), configs, configs), TINY
+    source = BaseSource("single_file", str(path), single_file.SDXL_CONFIG_DIR, catalog.tokenizer_folder(models_dir))
+    return source, SDXL
 
 
 def load_base(source: BaseSource, dtype: torch.dtype, variant: Optional[str]) -> dict[str, Any]:
