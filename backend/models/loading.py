@@ -224,6 +224,8 @@ def load_bundle(options: LoadOptions, *, tiny_root: Optional[Path] = None) -> Mo
         parts["vae"].enable_tiling()
     target = torch.device("cpu") if options.cpu_offload else device
     modules = {name: parts[name].to(target) for name in ("unet", "vae", "text_encoder", "text_encoder_2")}
+    for module in (*modules.values(), decoder, encoder):
+        module.eval().requires_grad_(False)
     bundle = ModelBundle(
         name=options.model, architecture=architecture, **modules,
         tokenizer=parts["tokenizer"], tokenizer_2=parts["tokenizer_2"], scheduler_config=parts["scheduler_config"],

@@ -28,9 +28,8 @@ from backend.models.layerdiffuse import ATTN_ORIGINAL, DECODER_FILES
 from backend.models.weight_files import save_tensors
 
 # Bump when anything written here changes: old folders are then ignored, never reused.
-TINY_FILES_VERSION = 1
+TINY_FILES_VERSION = 2
 TINY_SEED = 0
-TINY_LORA_RANK = 4
 CHECKPOINT_NAME = "tiny_sdxl.safetensors"
 ENCODER_NAME = "vae_transparent_encoder.safetensors"
 
@@ -100,8 +99,9 @@ def write_tiny_model(folder: Path, seed: int = TINY_SEED) -> None:
     checkpoint.update(ldm_names.clip_g_to_ldm(components["text_encoder_2"].state_dict()))
     save_tensors({k: v.detach().clone() for k, v in checkpoint.items()}, files.checkpoint,
                  metadata={"format": "pt", "layerfusion": "tiny"})
-    save_tensors(tiny_lora(unet, seed), files.layer_model / ATTN_ORIGINAL)
-    decoder, encoder = tiny_transparent_vae(seed)
+    # The same seeded parts as ``tiny.build_bundle``: on disk and in memory the tiny model is one model.
+    delta, decoder, encoder = tiny.build_transparent(unet, seed)
+    save_tensors(lora_layout(delta, unet), files.layer_model / ATTN_ORIGINAL)
     save_tensors(decoder.state_dict(), files.layer_model / DECODER_FILES[0])
     save_tensors(encoder.state_dict(), files.layer_model / ENCODER_NAME)
 
@@ -120,33 +120,14 @@ def _write_configs(folder: Path, components: dict) -> None:
     components["tokenizer_2"].save_pretrained(folder / "tokenizer_2")
 
 
-def tiny_lora(unet: torch.nn.Module, seed: int = TINY_SEED, rank: int = TINY_LORA_RANK) -> dict[str, torch.Tensor]:
-    """Random LoRA pairs for every attention projection, keyed exactly like the published file
-    (``diffusion_model.<ldm path>.<proj>.weight::lora::0/1``) with the tiny UNet's ldm paths."""
+def lora_layout(delta, unet: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Low-rank offsets keyed exactly like the published ``layer_xl_transparent_attn`` file
+    (``diffusion_model.<ldm path>.<proj>.weight::lora::0/1``), with the ldm paths of ``unet``'s config."""
     to_ldm = {new: old for old, new in ldm_names.attention_block_map(dict(unet.config)).items()}
-    modules = dict(unet.named_modules())
-    generator = torch.Generator().manual_seed(seed + 10)
     out: dict[str, torch.Tensor] = {}
-    for name in tiny.attention_projections(unet):
+    for name, (up, down) in delta.factors.items():
         prefix = next(p for p in to_ldm if name.startswith(p + "."))
-        ldm_name = to_ldm[prefix] + name[len(prefix):]
-        out_features, in_features = modules[name].weight.shape
-        # Small offsets: the foreground rows differ from the background rows without blowing up.
-        out[f"diffusion_model.{ldm_name}.weight::lora::0"] = torch.randn(out_features, rank, generator=generator) * 0.1
-        out[f"diffusion_model.{ldm_name}.weight::lora::1"] = torch.randn(rank, in_features, generator=generator) * 0.1
+        key = f"diffusion_model.{to_ldm[prefix]}{name[len(prefix):]}.weight"
+        out[key + "::lora::0"] = up.detach().clone()
+        out[key + "::lora::1"] = down.detach().clone()
     return out
-
-
-def tiny_transparent_vae(seed: int = TINY_SEED) -> tuple[torch.nn.Module, torch.nn.Module]:
-    """Seeded tiny decoder and encoder. The published modules zero-initialise the latent input and the
-    encoder's last layer; here they get small random values so that both paths carry signal."""
-    from backend.models.transparent_vae import (TINY_DECODER_CHANNELS, TINY_ENCODER_CHANNELS, TransparentVAEDecoder,
-                                                TransparentVAEEncoder)
-
-    torch.manual_seed(seed + 20)
-    decoder = TransparentVAEDecoder(TINY_DECODER_CHANNELS)
-    encoder = TransparentVAEEncoder(TINY_ENCODER_CHANNELS)
-    with torch.no_grad():
-        decoder.latent_conv_in.weight.normal_(0, 0.1)
-        encoder.blocks[-1].weight.normal_(0, 0.01)
-    return decoder, encoder

@@ -13,7 +13,7 @@ from backend.models import catalog, layerdiffuse, single_file, tiny
 from backend.models.bundle import SDXL, TINY
 from backend.models.loading import (BaseSource, LoadOptions, ModelNotAvailable, load_base, load_bundle,
                                     resolve_device, resolve_dtype)
-from backend.models.tiny_files import TINY_FILES_VERSION, ensure_tiny_files, tiny_lora
+from backend.models.tiny_files import TINY_FILES_VERSION, ensure_tiny_files, lora_layout
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +63,20 @@ def test_single_file_unet_reproduces_the_in_memory_unet(bundle, reference):
         assert torch.equal(bundle.vae.decode(latent).sample, reference["vae"].decode(latent).sample)
 
 
+def test_tiny_files_hold_the_in_memory_tiny_bundle(bundle):
+    memory = tiny.build_bundle(0)
+    assert set(bundle.transparent_attn.factors) == set(memory.transparent_attn.factors)
+    for name, (up, down) in memory.transparent_attn.factors.items():
+        assert torch.equal(bundle.transparent_attn.factors[name][0], up)
+        assert torch.equal(bundle.transparent_attn.factors[name][1], down)
+    for part in ("transparent_decoder", "transparent_encoder", "unet"):
+        mine, theirs = getattr(bundle, part).state_dict(), getattr(memory, part).state_dict()
+        assert all(torch.equal(mine[k], theirs[k]) for k in theirs), part
+    assert not any(p.requires_grad for p in bundle.unet.parameters())
+
+
 def test_transparent_attention_of_the_tiny_files_is_base_plus_lora(bundle, reference):
-    lora = tiny_lora(reference["unet"])
+    lora = lora_layout(tiny.build_bundle(0).transparent_attn, reference["unet"])
     name = "up_blocks.0.attentions.1.transformer_blocks.0.attn1.to_v"
     up = lora["diffusion_model.output_blocks.1.1.transformer_blocks.0.attn1.to_v.weight::lora::0"]
     down = lora["diffusion_model.output_blocks.1.1.transformer_blocks.0.attn1.to_v.weight::lora::1"]
