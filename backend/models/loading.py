@@ -208,7 +208,10 @@ def load_bundle(options: LoadOptions, *, tiny_root: Optional[Path] = None) -> Mo
     log.info("loading %s (%s %s) on %s in %s", options.model, source.kind, source.location, device, dtype)
     parts = load_base(source, dtype, options.variant)
     decoder_channels, encoder_channels = _transparent_channels(architecture)
-    attn = layerdiffuse.load_attention(files.attn, parts["unet"], options.attn_rank)
+    # The dense layout's factorisation runs on the GPU when there is one (seconds instead of minutes).
+    from backend.models.tiny_files import cache_root
+
+    attn = layerdiffuse.load_attention(files.attn, parts["unet"], options.attn_rank, device, cache_root())
     attn.check_against(parts["unet"])
     decoder = layerdiffuse.load_decoder(files.decoder, decoder_channels, architecture.latent_level, dtype)
     if files.encoder is not None:
