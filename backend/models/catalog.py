@@ -28,8 +28,10 @@ LD_ORIGINAL_FILES = ("layer_xl_transparent_attn.safetensors", "vae_transparent_d
                      "vae_transparent_encoder.safetensors")
 LD_DIFFUSERS_FILES = ("ld_diffusers_sdxl_attn.safetensors", "ld_diffusers_sdxl_vae_transparent_decoder.safetensors",
                       "ld_diffusers_sdxl_vae_transparent_encoder.safetensors")
-_TOKENIZER_FILES = ("merges.txt", "special_tokens_map.json", "tokenizer_config.json", "vocab.json")
+# What CLIPTokenizer needs (looked for); the download also fetches special_tokens_map.json.
+_TOKENIZER_FILES = ("merges.txt", "tokenizer_config.json", "vocab.json")
 TOKENIZER_FILES = tuple(f"{folder}/{name}" for folder in ("tokenizer", "tokenizer_2") for name in _TOKENIZER_FILES)
+TOKENIZER_DOWNLOADS = TOKENIZER_FILES + ("tokenizer/special_tokens_map.json", "tokenizer_2/special_tokens_map.json")
 SDXL_FILES = (
     "model_index.json", "scheduler/scheduler_config.json",
     "text_encoder/config.json", "text_encoder/model.fp16.safetensors",
@@ -37,6 +39,7 @@ SDXL_FILES = (
     "unet/config.json", "unet/diffusion_pytorch_model.fp16.safetensors",
     "vae/config.json", "vae/diffusion_pytorch_model.fp16.safetensors",
 ) + TOKENIZER_FILES
+SDXL_DOWNLOADS = SDXL_FILES + TOKENIZER_DOWNLOADS[len(TOKENIZER_FILES):]
 
 PRESETS = {
     "tiny": "SDXL-shaped random model, a few MB, written on first use; paints noise (tests, CI)",

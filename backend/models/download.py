@@ -25,10 +25,10 @@ class RemoteFile:
 
 
 TARGETS: dict[str, tuple[RemoteFile, ...]] = {
-    "sdxl-tokenizers": tuple(RemoteFile(catalog.SDXL_REPO, f) for f in catalog.TOKENIZER_FILES),
+    "sdxl-tokenizers": tuple(RemoteFile(catalog.SDXL_REPO, f) for f in catalog.TOKENIZER_DOWNLOADS),
     "layerdiffuse": tuple(RemoteFile(catalog.LD_ORIGINAL_REPO, f) for f in catalog.LD_ORIGINAL_FILES),
 }
-TARGETS["sdxl"] = tuple(RemoteFile(catalog.SDXL_REPO, f) for f in catalog.SDXL_FILES) + TARGETS["layerdiffuse"]
+TARGETS["sdxl"] = tuple(RemoteFile(catalog.SDXL_REPO, f) for f in catalog.SDXL_DOWNLOADS) + TARGETS["layerdiffuse"]
 
 
 class ChecksumError(RuntimeError):

@@ -43,6 +43,9 @@ FORMATS = {
     "layerdiffuse-conditional": "LayerDiffuse conditional layer model (not used by LayerFusion)",
     "sdxl-original": "SDXL checkpoint, original (A1111/ComfyUI) layout",
     "diffusers-unet": "diffusers UNet weights",
+    "diffusers-vae": "diffusers VAE weights",
+    "vae-original": "VAE in the original layout (ComfyUI vae/ folder)",
+    "transformers-clip-text": "CLIP text encoder weights (transformers)",
     "unknown": "not a format LayerFusion knows",
 }
 
@@ -77,6 +80,11 @@ def identify(header: Mapping[str, TensorInfo]) -> str:
         return "layerdiffuse-attn-dense"
     if "conv_in.weight" in header and any(k.startswith("down_blocks.") for k in names):
         return "diffusers-unet"
+    if "encoder.conv_in.weight" in header and "decoder.conv_out.weight" in header:
+        # ComfyUI's vae/ files (e.g. sdxl_vae.safetensors) use the original block names.
+        return "vae-original" if any(k.startswith("encoder.down.") for k in names) else "diffusers-vae"
+    if any(k.startswith("text_model.encoder.layers.") for k in names):
+        return "transformers-clip-text"
     return "unknown"
 
 

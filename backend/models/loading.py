@@ -7,6 +7,7 @@ formats first and then goes through exactly the same code.
 """
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,9 @@ class LoadOptions:
     layerdiffuse_files: dict[str, Any] = field(default_factory=dict)
     attn_rank: int = layerdiffuse.DEFAULT_RANK  # rank kept when factorising the dense diffusers offsets
     variant: Optional[str] = "fp16"  # weight variant of a hub repo / diffusers folder, when present
+    # A separate VAE file replacing the model's (e.g. <models-dir>/vae/sdxl_vae.safetensors or the fp16-fix
+    # VAE, which does not overflow in fp16); either layout.
+    vae: Optional[str] = None
 
 
 def resolve_device(request: str = "auto") -> torch.device:
@@ -86,23 +90,33 @@ def resolve_base(options: LoadOptions, tiny_root: Optional[Path] = None) -> tupl
         return BaseSource("single_file", str(files.checkpoint), files.configs, files.configs), TINY
     if options.model == "sdxl":
         if catalog.sdxl_in_cache():
-            return BaseSource("repo", catalog.SDXL_REPO), SDXL
+            return _repo(catalog.SDXL_REPO)
         checkpoints = catalog.sdxl_checkpoints(models_dir)
         if checkpoints:
             return _single_file(checkpoints[0], models_dir)
-        return BaseSource("repo", catalog.SDXL_REPO), SDXL
+        return _repo(catalog.SDXL_REPO)
     path = Path(options.model).expanduser()
     if path.is_file():
         return _single_file(path, models_dir, tiny_root)
     if path.is_dir():
         if not Path(path, "unet", "config.json").is_file():
             raise ModelNotAvailable(f"{path} is a folder but not a diffusers model (no unet/config.json)")
-        unet_config = single_file.read_config(path, "unet")
-        tiny_sized = unet_config.get("block_out_channels", [None])[0] == TINY_CONV_IN_CHANNELS
-        return BaseSource("folder", str(path)), TINY if tiny_sized else SDXL
+        return BaseSource("folder", str(path)), _architecture(single_file.read_config(path, "unet"))
     if options.model.count("/") == 1 and not options.model.endswith(".safetensors"):
-        return BaseSource("repo", options.model), SDXL
+        return _repo(options.model)
     raise ModelNotAvailable(f"model '{options.model}': no such file or folder, and not a hub repo id")
+
+
+def _architecture(unet_config: dict) -> Architecture:
+    """SDXL unless the UNet is the tiny one (a tiny folder or repo then gets the tiny LayerDiffuse parts)."""
+    widths = unet_config.get("block_out_channels") or [None]
+    return TINY if widths[0] == TINY_CONV_IN_CHANNELS else SDXL
+
+
+def _repo(repo: str) -> tuple[BaseSource, Architecture]:
+    config = catalog.cached_file(repo, "unet/config.json")
+    architecture = _architecture(json.loads(config.read_text())) if config else SDXL
+    return BaseSource("repo", repo), architecture
 
 
 def _single_file(path: Path, models_dir: Optional[Path], tiny_root: Optional[Path] = None,
@@ -171,12 +185,13 @@ def _load_pretrained(location: str, dtype: torch.dtype, variant: Optional[str], 
 def resolve_layerdiffuse(options: LoadOptions, architecture: Architecture,
                          tiny_root: Optional[Path] = None) -> layerdiffuse.LayerDiffuseFiles:
     overrides = options.layerdiffuse_files
-    if architecture is TINY:
+    found = None
+    if options.model != "tiny":
+        found = catalog.layerdiffuse_files(Path(options.models_dir) if options.models_dir else None)
+    if found is None and architecture is TINY:
         from backend.models.tiny_files import ensure_tiny_files
 
         found = layerdiffuse.find_files(ensure_tiny_files(tiny_root).layer_model)
-    else:
-        found = catalog.layerdiffuse_files(Path(options.models_dir) if options.models_dir else None)
     attn = overrides.get("attn") or (found.attn if found else None)
     decoder = overrides.get("decoder") or (found.decoder if found else None)
     if attn is None or decoder is None:
@@ -207,6 +222,8 @@ def load_bundle(options: LoadOptions, *, tiny_root: Optional[Path] = None) -> Mo
     files = resolve_layerdiffuse(options, architecture, tiny_root)
     log.info("loading %s (%s %s) on %s in %s", options.model, source.kind, source.location, device, dtype)
     parts = load_base(source, dtype, options.variant)
+    if options.vae:
+        parts["vae"] = single_file.load_vae_file(options.vae, dict(parts["vae"].config), dtype)
     decoder_channels, encoder_channels = _transparent_channels(architecture)
     # The dense layout's factorisation runs on the GPU when there is one (seconds instead of minutes).
     from backend.models.tiny_files import cache_root
@@ -235,7 +252,7 @@ def load_bundle(options: LoadOptions, *, tiny_root: Optional[Path] = None) -> Mo
         transparent_attn=attn.to(target, dtype), transparent_decoder=decoder.to(target),
         transparent_encoder=encoder.to(target), transparent_encoder_scale=scale, device=device, dtype=dtype,
         cpu_offload=options.cpu_offload, vae_tiling=options.vae_tiling, attention_slicing=options.attention_slicing,
-        sources={"base": f"{source.kind}: {source.location}", "attn": str(files.attn), "decoder": str(files.decoder),
+        sources={"base": f"{source.kind}: {source.location}", "vae": options.vae or "base", "attn": str(files.attn), "decoder": str(files.decoder),
                  "encoder": str(files.encoder) if files.encoder else "none"},
     )
     log.info("loaded %s on %s", options.model, bundle.describe_device())

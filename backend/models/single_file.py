@@ -147,3 +147,22 @@ def load_single_file(path: str | Path, config_dir: Path, dtype: torch.dtype = to
             f"'{ldm_names.CLIP_G_PREFIX}' tensors)")
     parts = convert(load_tensors(path), config_dir)
     return build_models(parts, config_dir, dtype, str(path))
+
+
+def load_vae_file(path: str | Path, vae_config: dict[str, Any], dtype: torch.dtype = torch.float32):
+    """A separate VAE file (ComfyUI's ``vae/`` folder, or diffusers' fp16-fix VAE) in either layout,
+    strictly, with the base model's VAE config."""
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    from backend.models.layerdiffuse import identify
+
+    kind = identify(read_header(path))
+    if kind not in ("vae-original", "diffusers-vae"):
+        raise WeightFileError(f"{path}: not a VAE file")
+    tensors = load_tensors(path)
+    if kind == "vae-original":
+        tensors = convert_ldm_vae_checkpoint(tensors, vae_config)
+    with torch.device("meta"):
+        module = AutoencoderKL.from_config(vae_config)
+    return _assign(module, tensors, str(path), dtype)

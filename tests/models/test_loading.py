@@ -196,3 +196,24 @@ def test_memory_options_and_bf16_are_applied(tiny_files):
     assert next(loaded.transparent_decoder.parameters()).dtype == torch.bfloat16
     assert loaded.transparent_attn.factors[next(iter(loaded.transparent_attn.factors))][0].dtype == torch.bfloat16
     assert loaded.vae.use_tiling and loaded.attention_slicing and loaded.cpu_offload
+
+
+def test_separate_vae_file_in_either_layout(tmp_path, tiny_files, reference):
+    from backend.models import ldm_names
+
+    other = tiny.build_components(9)["vae"]
+    original = {k[len(ldm_names.VAE_PREFIX):]: v for k, v in
+                ldm_names.vae_to_ldm(other.state_dict(), dict(other.config)).items()}
+    save_file({k: v.contiguous() for k, v in original.items()}, str(tmp_path / "sdxl_vae.safetensors"))
+    save_file(other.state_dict(), str(tmp_path / "diffusion_pytorch_model.safetensors"))
+    latent = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        want = other.decode(latent).sample
+        for name, kind in (("sdxl_vae.safetensors", "vae-original"),
+                           ("diffusion_pytorch_model.safetensors", "diffusers-vae")):
+            assert layerdiffuse.identify(layerdiffuse.read_header(tmp_path / name)) == kind
+            loaded = load_bundle(LoadOptions("tiny", vae=str(tmp_path / name)))
+            assert torch.equal(loaded.vae.decode(latent).sample, want)
+            assert not torch.equal(want, reference["vae"].decode(latent).sample)
+    with pytest.raises(layerdiffuse.WeightFileError, match="not a VAE file"):
+        load_bundle(LoadOptions("tiny", vae=str(tiny_files.layer_model / layerdiffuse.ATTN_ORIGINAL)))
