@@ -17,6 +17,7 @@ from backend.models.weight_files import WeightFileError, read_header
 UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
 SDXL_REPO = "stabilityai/stable-diffusion-xl-base-1.0"
 LD_ORIGINAL_REPO = "LayerDiffusion/layerdiffusion-v1"
+CLIP_L_REPO = "openai/clip-vit-large-patch14"
 LD_DIFFUSERS_REPO = "lllyasviel/LayerDiffuse_Diffusers"
 # The revision the checksums below were published for (METHOD.md section 2.1).
 LD_ORIGINAL_REVISION = "e337e9d7a0f2a6fee6c3580374327380f88d065b"
@@ -67,13 +68,24 @@ def cached_snapshot(repo: str, files: tuple[str, ...]) -> Optional[Path]:
     return Path(str(paths[0])[: -len(files[0])]).resolve() if paths else None
 
 
-def tokenizer_folder(models_dir: Optional[Path] = None) -> Optional[Path]:
-    """A folder with SDXL's ``tokenizer/`` and ``tokenizer_2/`` (the only non-weight files a single-file
-    checkpoint needs that we do not ship): the HF cache of the SDXL repo, or ``<models-dir>/sdxl_tokenizers``."""
+def tokenizer_folders(models_dir: Optional[Path] = None) -> Optional[tuple[Path, Optional[Path]]]:
+    """Folders for SDXL's two CLIP tokenizers, the only non-weight files a single-file checkpoint needs
+    that we do not ship (the vocabulary is OpenAI's). Both tokenizers share one vocabulary and differ in
+    the pad token, so one CLIP tokenizer folder is enough (second entry None). Looked for in
+    ``<models-dir>/sdxl_tokenizers/``, the HF cache of the SDXL repo, a ComfyUI install's own
+    ``comfy/sd1_tokenizer`` (next to its models folder), and the HF cache of openai/clip-vit-large-patch14."""
+    single = tuple(name for name in _TOKENIZER_FILES)
     if models_dir and all(Path(models_dir, "sdxl_tokenizers", f).is_file() for f in TOKENIZER_FILES):
-        return Path(models_dir, "sdxl_tokenizers")
+        return Path(models_dir, "sdxl_tokenizers", "tokenizer"), Path(models_dir, "sdxl_tokenizers", "tokenizer_2")
     snapshot = cached_snapshot(SDXL_REPO, TOKENIZER_FILES)
-    return Path(snapshot) if snapshot else None
+    if snapshot:
+        return Path(snapshot, "tokenizer"), Path(snapshot, "tokenizer_2")
+    if models_dir:
+        comfy = Path(models_dir).resolve().parent / "comfy" / "sd1_tokenizer"
+        if all(Path(comfy, f).is_file() for f in single):
+            return comfy, None
+    clip = cached_snapshot(CLIP_L_REPO, single)
+    return (Path(clip), None) if clip else None
 
 
 def sdxl_in_cache() -> Optional[Path]:

@@ -23,8 +23,13 @@ from torch import nn
 from backend.models.ldm_names import attention_block_map
 from backend.models.lowrank import LowRankDelta
 from backend.models.tiny import attention_projections
-from backend.models.weight_files import (TensorInfo, WeightFileError, check_names_and_shapes, load_tensors,
-                                        read_header)
+from backend.models.weight_files import (
+    TensorInfo,
+    WeightFileError,
+    check_names_and_shapes,
+    load_tensors,
+    read_header,
+)
 
 ATTN_ORIGINAL = "layer_xl_transparent_attn.safetensors"
 ATTN_DIFFUSERS = "ld_diffusers_sdxl_attn.safetensors"

@@ -78,7 +78,8 @@ class BaseSource:
     kind: str  # "single_file" | "folder" | "repo"
     location: str
     config_dir: Optional[Path] = None  # single_file: component configs; tokenizers may live elsewhere
-    tokenizer_dir: Optional[Path] = None
+    # tokenizer and tokenizer_2 folders; None for the second: build it from the first (same vocabulary)
+    tokenizers: Optional[tuple[Path, Optional[Path]]] = None
 
 
 def resolve_base(options: LoadOptions, tiny_root: Optional[Path] = None) -> tuple[BaseSource, Architecture]:
@@ -87,7 +88,8 @@ def resolve_base(options: LoadOptions, tiny_root: Optional[Path] = None) -> tupl
         from backend.models.tiny_files import ensure_tiny_files
 
         files = ensure_tiny_files(tiny_root)
-        return BaseSource("single_file", str(files.checkpoint), files.configs, files.configs), TINY
+        return BaseSource("single_file", str(files.checkpoint), files.configs,
+                          (files.configs / "tokenizer", files.configs / "tokenizer_2")), TINY
     if options.model == "sdxl":
         if catalog.sdxl_in_cache():
             return _repo(catalog.SDXL_REPO)
@@ -130,27 +132,40 @@ def _single_file(path: Path, models_dir: Optional[Path], tiny_root: Optional[Pat
         from backend.models.tiny_files import ensure_tiny_files
 
         configs = ensure_tiny_files(tiny_root).configs
-        return BaseSource("single_file", str(path), configs, configs), TINY
-    source = BaseSource("single_file", str(path), single_file.SDXL_CONFIG_DIR, catalog.tokenizer_folder(models_dir))
+        return BaseSource("single_file", str(path), configs, (configs / "tokenizer", configs / "tokenizer_2")), TINY
+    source = BaseSource("single_file", str(path), single_file.SDXL_CONFIG_DIR, catalog.tokenizer_folders(models_dir))
     return source, SDXL
 
 
 def load_base(source: BaseSource, dtype: torch.dtype, variant: Optional[str]) -> dict[str, Any]:
     """UNet, VAE, text encoders, tokenizers and the scheduler config, on the CPU."""
-    from transformers import CLIPTokenizer
-
     if source.kind == "single_file":
-        if source.tokenizer_dir is None:
+        if source.tokenizers is None:
             raise ModelNotAvailable(
                 "the SDXL tokenizers are not on this machine (a single-file checkpoint does not include them): "
                 "run `python -m backend models download sdxl-tokenizers` once (about 3 MB), or copy the "
-                "`tokenizer/` and `tokenizer_2/` folders of the SDXL repo into <models-dir>/sdxl_tokenizers")
+                "`tokenizer/` and `tokenizer_2/` folders of the SDXL repo into <models-dir>/sdxl_tokenizers "
+                "(a --models-dir inside a ComfyUI install finds ComfyUI's own comfy/sd1_tokenizer)")
         parts = single_file.load_single_file(source.location, source.config_dir, dtype)
-        parts["tokenizer"] = CLIPTokenizer.from_pretrained(source.tokenizer_dir, subfolder="tokenizer")
-        parts["tokenizer_2"] = CLIPTokenizer.from_pretrained(source.tokenizer_dir, subfolder="tokenizer_2")
+        parts["tokenizer"], parts["tokenizer_2"] = load_tokenizers(*source.tokenizers)
         parts["scheduler_config"] = single_file.read_config(source.config_dir, "scheduler")
         return parts
     return _load_pretrained(source.location, dtype, variant, local=source.kind == "folder")
+
+
+# SDXL's text encoders see 77 tokens; some tokenizer folders (ComfyUI's) say 8192.
+TOKENS = 77
+
+
+def load_tokenizers(first: Path, second: Optional[Path]) -> tuple[Any, Any]:
+    """SDXL's two tokenizers. Without a second folder it is the first with OpenCLIP's pad token "!"
+    (SDXL's tokenizer_2 is CLIP-L's vocabulary padded with "!" instead of the end token)."""
+    from transformers import CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(first, model_max_length=TOKENS)
+    if second is not None:
+        return tokenizer, CLIPTokenizer.from_pretrained(second, model_max_length=TOKENS)
+    return tokenizer, CLIPTokenizer.from_pretrained(first, model_max_length=TOKENS, pad_token="!")
 
 
 def _load_pretrained(location: str, dtype: torch.dtype, variant: Optional[str], local: bool) -> dict[str, Any]:
@@ -173,7 +188,7 @@ def _load_pretrained(location: str, dtype: torch.dtype, variant: Optional[str], 
             "tokenizer_2": CLIPTokenizer.from_pretrained(location, subfolder="tokenizer_2", **common),
             "scheduler_config": dict(EulerDiscreteScheduler.load_config(location, subfolder="scheduler", **common)),
         }
-    except (OSError, EnvironmentError) as err:
+    except OSError as err:
         hint = ("run `python -m backend models download sdxl` on a machine with internet"
                 if only_local and not local else "check the path")
         raise ModelNotAvailable(f"cannot load the SDXL model from '{location}' ({err}); {hint}") from None

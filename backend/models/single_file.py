@@ -73,8 +73,11 @@ def _assign(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: s
 
 def convert(tensors: dict[str, torch.Tensor], config_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
     """Original-layout tensors -> diffusers / transformers state dicts per component."""
-    from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
-                                                     convert_ldm_vae_checkpoint)
+    from diffusers.loaders.single_file_utils import (
+        convert_ldm_clip_checkpoint,
+        convert_ldm_unet_checkpoint,
+        convert_ldm_vae_checkpoint,
+    )
 
     tensors = {k: v for k, v in tensors.items() if not k.endswith(IGNORED_SUFFIXES)}
     for component, prefix in COMPONENT_PREFIXES.items():

@@ -60,7 +60,7 @@ def _channels(model: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
 def check_for(path: Path, kind: str, model: str) -> str:
     """Raise WeightFileError unless ``path`` (of format ``kind``) fits ``model``; returns a note."""
     if kind in ("layerdiffuse-attn-lora", "layerdiffuse-attn-dense"):
-        layout, pairs = layerdiffuse.validate_attention(path, meta_unet(model))
+        _, pairs = layerdiffuse.validate_attention(path, meta_unet(model))
         count = len(pairs) if pairs else len(read_header(path))
         return f"{count} attention projections mapped onto the {model} UNet"
     if kind == "layerdiffuse-decoder":

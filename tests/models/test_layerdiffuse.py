@@ -10,9 +10,15 @@ from safetensors.torch import save_file
 
 from backend.models import layerdiffuse, tiny
 from backend.models.layerdiffuse import WeightFileError
-from backend.models.transparent_vae import (FULL_DECODER_CHANNELS, FULL_ENCODER_CHANNELS, TINY_DECODER_CHANNELS,
-                                            TINY_ENCODER_CHANNELS, TransparentVAEDecoder, TransparentVAEEncoder,
-                                            decode_rgba)
+from backend.models.transparent_vae import (
+    FULL_DECODER_CHANNELS,
+    FULL_ENCODER_CHANNELS,
+    TINY_DECODER_CHANNELS,
+    TINY_ENCODER_CHANNELS,
+    TransparentVAEDecoder,
+    TransparentVAEEncoder,
+    decode_rgba,
+)
 
 # The tiny UNet's ldm stacks, written out by hand (not computed by the code under test).
 TINY_LDM = {"down_blocks.1.attentions.0": "input_blocks.4.1", "down_blocks.1.attentions.1": "input_blocks.5.1",

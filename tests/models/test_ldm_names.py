@@ -6,8 +6,12 @@ METHOD.md's table, against the SDXL UNet's real module names, and in a round tri
 from __future__ import annotations
 
 import torch
-from diffusers.loaders.single_file_utils import (convert_ldm_clip_checkpoint, convert_ldm_unet_checkpoint,
-                                                 convert_ldm_vae_checkpoint, convert_open_clip_checkpoint)
+from diffusers.loaders.single_file_utils import (
+    convert_ldm_clip_checkpoint,
+    convert_ldm_unet_checkpoint,
+    convert_ldm_vae_checkpoint,
+    convert_open_clip_checkpoint,
+)
 from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
 from backend.models import ldm_names, tiny

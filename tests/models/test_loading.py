@@ -10,9 +10,17 @@ import torch
 from safetensors.torch import save_file
 
 from backend.models import catalog, layerdiffuse, single_file, tiny
-from backend.models.bundle import SDXL, TINY
-from backend.models.loading import (BaseSource, LoadOptions, ModelNotAvailable, load_base, load_bundle,
-                                    resolve_device, resolve_dtype)
+from backend.models.bundle import TINY
+from backend.models.loading import (
+    BaseSource,
+    LoadOptions,
+    ModelNotAvailable,
+    load_base,
+    load_bundle,
+    load_tokenizers,
+    resolve_device,
+    resolve_dtype,
+)
 from backend.models.tiny_files import TINY_FILES_VERSION, ensure_tiny_files, lora_layout
 
 
@@ -217,3 +225,21 @@ def test_separate_vae_file_in_either_layout(tmp_path, tiny_files, reference):
             assert not torch.equal(want, reference["vae"].decode(latent).sample)
     with pytest.raises(layerdiffuse.WeightFileError, match="not a VAE file"):
         load_bundle(LoadOptions("tiny", vae=str(tiny_files.layer_model / layerdiffuse.ATTN_ORIGINAL)))
+
+
+def test_tokenizers_from_one_clip_folder_like_comfyuis(tmp_path, reference):
+    """A --models-dir inside a ComfyUI install: its comfy/sd1_tokenizer (model_max_length 8192) serves both."""
+    comfy = tmp_path / "ComfyUI"
+    tiny.write_tokenizer(comfy / "comfy" / "sd1_tokenizer", "<|endoftext|>")
+    config = comfy / "comfy" / "sd1_tokenizer" / "tokenizer_config.json"
+    config.write_text(config.read_text().replace('"model_max_length": 77', '"model_max_length": 8192'))
+    (comfy / "models").mkdir()
+    folders = catalog.tokenizer_folders(comfy / "models")
+    assert folders == ((comfy / "comfy" / "sd1_tokenizer").resolve(), None)
+    first, second = load_tokenizers(*folders)
+    assert first.model_max_length == second.model_max_length == 77
+    assert second.pad_token == "!" and first.pad_token == "<|endoftext|>"
+    for mine, theirs in ((first, reference["tokenizer"]), (second, reference["tokenizer_2"])):
+        assert mine("a cat", padding="max_length", max_length=77).input_ids == \
+            theirs("a cat", padding="max_length", max_length=77).input_ids
+    assert catalog.tokenizer_folders(tmp_path / "elsewhere") is None
