@@ -45,6 +45,8 @@ class LoadOptions:
     # A separate VAE file replacing the model's (e.g. <models-dir>/vae/sdxl_vae.safetensors or the fp16-fix
     # VAE, which does not overflow in fp16); either layout.
     vae: Optional[str] = None
+    # Fetch missing ``sdxl`` files into the HF cache before loading (the server's first start, if allowed).
+    allow_download: bool = False
 
 
 def resolve_device(request: str = "auto") -> torch.device:
@@ -220,6 +222,12 @@ def resolve_layerdiffuse(options: LoadOptions, architecture: Architecture,
                                           overrides.get("encoder_scale"))
 
 
+def _sdxl_present(options: LoadOptions) -> bool:
+    models_dir = Path(options.models_dir) if options.models_dir else None
+    has_base = catalog.sdxl_in_cache() is not None or bool(catalog.sdxl_checkpoints(models_dir))
+    return has_base and (bool(options.layerdiffuse_files.get("attn")) or catalog.layerdiffuse_files(models_dir) is not None)
+
+
 def _transparent_channels(architecture: Architecture) -> tuple[tuple[int, ...], tuple[int, ...]]:
     from backend.models import transparent_vae as tv
 
@@ -233,6 +241,10 @@ def load_bundle(options: LoadOptions, *, tiny_root: Optional[Path] = None) -> Mo
     ``cpu_offload``); logs the device and dtype it chose."""
     device = resolve_device(options.device)
     dtype = resolve_dtype(device, options.dtype)
+    if options.allow_download and options.model == "sdxl" and not _sdxl_present(options):
+        from backend.models.download import download
+
+        download("sdxl")
     source, architecture = resolve_base(options, tiny_root)
     files = resolve_layerdiffuse(options, architecture, tiny_root)
     log.info("loading %s (%s %s) on %s in %s", options.model, source.kind, source.location, device, dtype)

@@ -12,7 +12,7 @@ from typing import Optional
 import torch
 
 from backend.models import layerdiffuse, single_file
-from backend.models.weight_files import WeightFileError, read_header
+from backend.models.weight_files import WeightFileError, check_names_and_shapes, read_header
 
 MODELS = ("sdxl", "tiny")
 
@@ -73,6 +73,18 @@ def check_for(path: Path, kind: str, model: str) -> str:
             return f"loads strictly into the transparent encoder; output scale {scale:g} (from the file name)"
         except WeightFileError as err:
             return f"loads strictly into the transparent encoder; {err}"
+    if kind in ("vae-original", "diffusers-vae"):
+        from diffusers import AutoencoderKL
+        from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+        config = single_file.read_config(config_dir(model), "vae")
+        names = {k: torch.empty(v.shape, device="meta") for k, v in read_header(path).items()}
+        if kind == "vae-original":
+            names = convert_ldm_vae_checkpoint(names, config)
+        with torch.device("meta"):
+            expected = {k: tuple(v.shape) for k, v in AutoencoderKL.from_config(config).state_dict().items()}
+        check_names_and_shapes(expected, {k: tuple(v.shape) for k, v in names.items()}, str(path))
+        return "fits the VAE (use it with --vae)"
     if kind == "sdxl-original":
         single_file.validate_checkpoint(path, config_dir(model))
         return "UNet, VAE and both text encoders convert and fit"

@@ -91,3 +91,18 @@ def test_checksum_verification_names_both_digests(tmp_path):
     verify(path, digest, item)
     with pytest.raises(ChecksumError, match=f"SHA-256 {digest} does not match the published 0+"):
         verify(path, "0" * 64, item)
+
+
+def test_check_a_separate_vae_file(tmp_path):
+    from backend.models import ldm_names, tiny
+
+    vae = tiny.build_components(0)["vae"]
+    state = {k[len(ldm_names.VAE_PREFIX):]: v.contiguous()
+             for k, v in ldm_names.vae_to_ldm(vae.state_dict(), dict(vae.config)).items()}
+    path = tmp_path / "sdxl_vae.safetensors"
+    save_file(state, str(path))
+    result = run("check", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "format: vae-original" in result.stdout and "fits: tiny" in result.stdout
+    result = run("check", str(path), "--model", "sdxl")
+    assert result.returncode == 1 and "has shape" in result.stderr

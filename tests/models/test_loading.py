@@ -243,3 +243,8 @@ def test_tokenizers_from_one_clip_folder_like_comfyuis(tmp_path, reference):
         assert mine("a cat", padding="max_length", max_length=77).input_ids == \
             theirs("a cat", padding="max_length", max_length=77).input_ids
     assert catalog.tokenizer_folders(tmp_path / "elsewhere") is None
+
+
+def test_allowed_download_says_offline_clearly(tmp_path):
+    with pytest.raises(ModelNotAvailable, match="offline: HF_HUB_OFFLINE is set"):
+        load_bundle(LoadOptions("sdxl", models_dir=str(tmp_path), allow_download=True))
