@@ -130,8 +130,10 @@ def vae_to_ldm(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any]
 
 
 def clip_l_to_ldm(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """CLIP ViT-L keeps the transformers names in the original layout, under a prefix."""
-    return {CLIP_L_PREFIX + k: v for k, v in state_dict.items() if not k.endswith("position_ids")}
+    """CLIP ViT-L keeps the transformers names in the original layout, under a prefix, with the
+    ``text_model.`` level that transformers 5's CLIPTextModel no longer has."""
+    return {CLIP_L_PREFIX + (k if k.startswith("text_model.") else "text_model." + k): v
+            for k, v in state_dict.items() if not k.endswith("position_ids")}
 
 
 def clip_g_to_ldm(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -62,8 +62,17 @@ def _materialise(module: torch.nn.Module) -> torch.nn.Module:
     return module
 
 
+def match_text_model_level(tensors: dict[str, torch.Tensor], expected: set[str]) -> dict[str, torch.Tensor]:
+    """Checkpoints name CLIP-L's tensors ``text_model.*``; transformers 5's CLIPTextModel dropped that
+    level (CLIPTextModelWithProjection kept it). Follow whichever the module has."""
+    if any(k.startswith("text_model.") for k in expected) or not all(k.startswith("text_model.") for k in tensors):
+        return tensors
+    return {k[len("text_model."):]: v for k, v in tensors.items()}
+
+
 def _assign(module: torch.nn.Module, tensors: dict[str, torch.Tensor], source: str, dtype: torch.dtype):
     expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    tensors = match_text_model_level(tensors, set(expected))
     check_names_and_shapes(expected, {k: tuple(v.shape) for k, v in tensors.items()}, source)
     # Cast the tensors, not the module: diffusers warns about casting whole models with ``to()``.
     tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
@@ -138,7 +147,8 @@ def validate_checkpoint(path: str | Path, config_dir: Path) -> None:
     parts = convert(placeholders, config_dir)
     for name, module in meta_modules(config_dir).items():
         expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-        check_names_and_shapes(expected, {k: tuple(v.shape) for k, v in parts[name].items()}, f"{path} [{name}]")
+        part = match_text_model_level(parts[name], set(expected))
+        check_names_and_shapes(expected, {k: tuple(v.shape) for k, v in part.items()}, f"{path} [{name}]")
 
 
 def load_single_file(path: str | Path, config_dir: Path, dtype: torch.dtype = torch.float32) -> dict[str, Any]:

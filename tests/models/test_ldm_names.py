@@ -69,8 +69,11 @@ def test_sdxl_vae_and_text_encoder_names_round_trip(sdxl_meta):
     assert set(back) == set(state) and all(back[k].shape == state[k].shape for k in state)
 
     clip_l = sdxl_meta["text_encoder"].state_dict()
-    back = convert_ldm_clip_checkpoint(ldm_names.clip_l_to_ldm(clip_l))
-    assert set(back) == {k for k in clip_l if not k.endswith("position_ids")}
+    ldm = ldm_names.clip_l_to_ldm(clip_l)
+    assert ldm["conditioner.embedders.0.transformer.text_model.encoder.layers.11.mlp.fc2.weight"].shape == (768, 3072)
+    back = convert_ldm_clip_checkpoint(ldm)
+    assert all(k.startswith("text_model.") for k in back)
+    assert {k[len("text_model."):] if k[len("text_model."):] in clip_l else k for k in back} == set(clip_l)
 
     text_2 = sdxl_meta["text_encoder_2"]
     clip_g = text_2.state_dict()
