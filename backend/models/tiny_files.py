@@ -28,7 +28,7 @@ from backend.models.layerdiffuse import ATTN_ORIGINAL, DECODER_FILES
 from backend.models.weight_files import save_tensors
 
 # Bump when anything written here changes: old folders are then ignored, never reused.
-TINY_FILES_VERSION = 2
+TINY_FILES_VERSION = 3
 TINY_SEED = 0
 CHECKPOINT_NAME = "tiny_sdxl.safetensors"
 ENCODER_NAME = "vae_transparent_encoder.safetensors"
@@ -98,7 +98,7 @@ def write_tiny_model(folder: Path, seed: int = TINY_SEED) -> None:
     checkpoint.update(ldm_names.clip_l_to_ldm(components["text_encoder"].state_dict()))
     checkpoint.update(ldm_names.clip_g_to_ldm(components["text_encoder_2"].state_dict()))
     save_tensors({k: v.detach().clone() for k, v in checkpoint.items()}, files.checkpoint,
-                 metadata={"format": "pt", "layerfusion": "tiny"})
+                 metadata={"format": "pt"})  # one key: safetensors orders metadata at random
     # The same seeded parts as ``tiny.build_bundle``: on disk and in memory the tiny model is one model.
     delta, decoder, encoder = tiny.build_transparent(unet, seed)
     save_tensors(lora_layout(delta, unet), files.layer_model / ATTN_ORIGINAL)
