@@ -93,13 +93,14 @@ def resolve_base(options: LoadOptions, tiny_root: Optional[Path] = None) -> tupl
         return BaseSource("single_file", str(files.checkpoint), files.configs,
                           (files.configs / "tokenizer", files.configs / "tokenizer_2")), TINY
     if options.model == "sdxl":
-        if catalog.sdxl_in_cache():
-            return _repo(catalog.SDXL_REPO)
-        checkpoints = catalog.sdxl_checkpoints(models_dir)
-        if checkpoints:
-            return _single_file(checkpoints[0], models_dir)
+        # The base model only: a fine-tune in checkpoints/ is loaded by naming it (--model NAME).
+        base = catalog.sdxl_base_checkpoint(models_dir)
+        if base:
+            return _single_file(base, models_dir)
         return _repo(catalog.SDXL_REPO)
     path = Path(options.model).expanduser()
+    if not path.exists() and models_dir and Path(models_dir, "checkpoints", options.model).is_file():
+        path = Path(models_dir, "checkpoints", options.model)  # a file name from `models list`
     if path.is_file():
         return _single_file(path, models_dir, tiny_root)
     if path.is_dir():
@@ -224,7 +225,7 @@ def resolve_layerdiffuse(options: LoadOptions, architecture: Architecture,
 
 def _sdxl_present(options: LoadOptions) -> bool:
     models_dir = Path(options.models_dir) if options.models_dir else None
-    has_base = catalog.sdxl_in_cache() is not None or bool(catalog.sdxl_checkpoints(models_dir))
+    has_base = catalog.sdxl_in_cache() is not None or catalog.sdxl_base_checkpoint(models_dir) is not None
     return has_base and (bool(options.layerdiffuse_files.get("attn")) or catalog.layerdiffuse_files(models_dir) is not None)
 
 
