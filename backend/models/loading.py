@@ -177,16 +177,22 @@ def _load_pretrained(location: str, dtype: torch.dtype, variant: Optional[str], 
 
     only_local = local or catalog.offline()
     common = dict(local_files_only=only_local)
-    if local and variant and not any(Path(location, "unet").glob(f"*.{variant}.safetensors")):
-        variant = None  # a plain folder saved without variants
-    weights = dict(common, torch_dtype=dtype, variant=variant)
+
+    def weights(cls, subfolder: str):
+        try:
+            return cls.from_pretrained(location, subfolder=subfolder, torch_dtype=dtype, variant=variant, **common)
+        except (OSError, ValueError):
+            if variant is None:
+                raise
+            # Saved or downloaded without the variant (e.g. full-precision files only): take those.
+            return cls.from_pretrained(location, subfolder=subfolder, torch_dtype=dtype, **common)
+
     try:
         parts = {
-            "unet": UNet2DConditionModel.from_pretrained(location, subfolder="unet", **weights),
-            "vae": AutoencoderKL.from_pretrained(location, subfolder="vae", **weights),
-            "text_encoder": CLIPTextModel.from_pretrained(location, subfolder="text_encoder", **weights),
-            "text_encoder_2": CLIPTextModelWithProjection.from_pretrained(
-                location, subfolder="text_encoder_2", **weights),
+            "unet": weights(UNet2DConditionModel, "unet"),
+            "vae": weights(AutoencoderKL, "vae"),
+            "text_encoder": weights(CLIPTextModel, "text_encoder"),
+            "text_encoder_2": weights(CLIPTextModelWithProjection, "text_encoder_2"),
             "tokenizer": CLIPTokenizer.from_pretrained(location, subfolder="tokenizer", **common),
             "tokenizer_2": CLIPTokenizer.from_pretrained(location, subfolder="tokenizer_2", **common),
             "scheduler_config": dict(EulerDiscreteScheduler.load_config(location, subfolder="scheduler", **common)),
