@@ -1,0 +1,184 @@
+"""Server overhead: a full tiny generate over HTTP versus the same Engine.run in this process.
+
+HTTP round trip = POST /v1/jobs -> event stream to the final status -> the three PNGs fetched, against
+a real ``python -m backend serve`` subprocess on loopback. In-process = ``Engine.run`` on the same
+request (same seed, previews on in both, as the server asks for them). Runs alternate between the two
+so drift on a shared machine hits both alike. Then, while one more job runs, GET /v1/jobs/{id} is
+timed back to back for status latency (p50/p99).
+
+Writes its own "## Server overhead" section into docs/PERFORMANCE.md (replacing an earlier one).
+
+    python bench/server_overhead.py [--size 512] [--steps 4] [--runs 3]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Dict, List
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import aiohttp  # noqa: E402
+import torch  # noqa: E402
+
+from backend.pipeline.engine import Engine  # noqa: E402
+from shared.fields import parse  # noqa: E402
+from shared.protocol import GenerateRequest  # noqa: E402
+from tests.support.api import Api, generate_body  # noqa: E402
+from tests.support.backend_process import BackendProcess  # noqa: E402
+
+SECTION = "## Server overhead"
+
+
+def request_body(args: argparse.Namespace, seed: int) -> Dict[str, Any]:
+    return generate_body(seed=seed, size=args.size, steps=args.steps, blend="generative")
+
+
+def run_in_process(engine: Engine, body: Dict[str, Any]) -> float:
+    request = parse(GenerateRequest, body)
+    started = time.perf_counter()
+    engine.run(request, on_step=lambda update: None, cancelled=lambda: False, preview=True)
+    return time.perf_counter() - started
+
+
+async def run_over_http(api: Api, body: Dict[str, Any]) -> float:
+    started = time.perf_counter()
+    final = await api.wait_final(await api.submit(body))
+    assert final["state"] == "done", final
+    for path in final["images"].values():
+        await api.image_bytes(path)
+    return time.perf_counter() - started
+
+
+async def status_latency(api: Api, body: Dict[str, Any], max_requests: int) -> List[float]:
+    """Back-to-back status requests while a job runs; stops when it ends or after max_requests."""
+    job_id = await api.submit(body)
+    while (await api.status(job_id))["state"] == "queued":
+        await asyncio.sleep(0.01)
+    samples: List[float] = []
+    while len(samples) < max_requests:
+        started = time.perf_counter()
+        status = await api.status(job_id)
+        samples.append(time.perf_counter() - started)
+        if status["state"] != "running":
+            break
+    await api.cancel(job_id)
+    await api.wait_final(job_id)
+    return samples
+
+
+def percentile(values: List[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
+    return "%s, %d cores, %s; Python %s, torch %s" % (cpu, os.cpu_count() or 0, device,
+                                                       platform.python_version(), torch.__version__)
+
+
+async def measure(args: argparse.Namespace, backend: BackendProcess, engine: Engine) -> Dict[str, Any]:
+    http_times: List[float] = []
+    local_times: List[float] = []
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, backend.url, backend.token)
+        # Warm-up: first runs pay one-time costs (allocator, kernels) on both sides.
+        await run_over_http(api, request_body(args, 1))
+        run_in_process(engine, request_body(args, 1))
+        for i in range(args.runs):
+            body = request_body(args, 100 + i)
+            local_times.append(run_in_process(engine, body))
+            http_times.append(await run_over_http(api, body))
+            print("run %d: in process %.3f s, over HTTP %.3f s" % (i + 1, local_times[-1], http_times[-1]),
+                  flush=True)
+        latency = await status_latency(api, request_body(args, 999), args.status_requests)
+    return {"http": http_times, "local": local_times, "latency": latency}
+
+
+def report(args: argparse.Namespace, result: Dict[str, Any]) -> str:
+    http, local, latency = result["http"], result["local"], result["latency"]
+    ratio = statistics.median(http) / statistics.median(local)
+    p50, p99 = percentile(latency, 0.50) * 1000, percentile(latency, 0.99) * 1000
+    lines = [
+        SECTION,
+        "",
+        "Measured by `python bench/server_overhead.py --size %d --steps %d --runs %d` on %s UTC."
+        % (args.size, args.steps, args.runs, datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")),
+        "",
+        "Machine: %s. Model: tiny (random weights), previews on." % machine(),
+        "",
+        "| Figure | Value | Target |",
+        "|---|---|---|",
+        "| Full generate %dx%d, %d steps, in process (`Engine.run`), median of %d | %.3f s | |"
+        % (args.size, args.size, args.steps, len(local), statistics.median(local)),
+        "| Same over HTTP (POST, event stream to the end, 3 PNGs fetched), median of %d | %.3f s | |"
+        % (len(http), statistics.median(http)),
+        "| HTTP / in process | %.3f | <= 1.10 %s |" % (ratio, "(met)" if ratio <= 1.10 else "(MISSED)"),
+        "| Status request latency while a job runs, p50 (%d requests) | %.2f ms | |" % (len(latency), p50),
+        "| Status request latency while a job runs, p99 | %.2f ms | <= 20 ms %s |"
+        % (p99, "(met)" if p99 <= 20 else "(MISSED)"),
+        "",
+        "Single runs (s): in process %s; HTTP %s." % (", ".join("%.3f" % t for t in local),
+                                                      ", ".join("%.3f" % t for t in http)),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(path: Path, section: str) -> None:
+    """Replaces this benchmark's section (up to the next '## ' heading) or appends it."""
+    text = path.read_text("utf-8") if path.exists() else "# Performance\n"
+    lines = text.splitlines()
+    try:
+        start = lines.index(SECTION)
+    except ValueError:
+        new = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(new.rstrip("\n") + "\n", "utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--status-requests", type=int, default=1000)
+    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "PERFORMANCE.md")
+    parser.add_argument("--no-doc", action="store_true", help="print the section, do not write it")
+    args = parser.parse_args()
+    engine = Engine("tiny")
+    engine.load()
+    with tempfile.TemporaryDirectory(prefix="bench-server-") as tmp:
+        with BackendProcess(output_dir=Path(tmp) / "out") as backend:
+            result = asyncio.run(measure(args, backend, engine))
+    section = report(args, result)
+    print(section)
+    if not args.no_doc:
+        write_section(args.doc, section)
+        print("written to %s" % args.doc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
