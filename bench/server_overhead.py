@@ -28,15 +28,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 import aiohttp  # noqa: E402
-import torch  # noqa: E402
 
 from backend.pipeline.engine import Engine  # noqa: E402
+from bench.report import PERFORMANCE, machine, write_section  # noqa: E402
 from shared.fields import parse  # noqa: E402
 from shared.protocol import GenerateRequest  # noqa: E402
 from tests.support.api import Api, generate_body  # noqa: E402
 from tests.support.backend_process import BackendProcess  # noqa: E402
 
-SECTION = "## Server overhead"
+SECTION = "Server overhead"
 
 
 def request_body(args: argparse.Namespace, seed: int) -> Dict[str, Any]:
@@ -90,20 +90,6 @@ def percentile(values: List[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
 
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU only"
-    return "%s, %d cores, %s; Python %s, torch %s" % (cpu, os.cpu_count() or 0, device,
-                                                       platform.python_version(), torch.__version__)
-
-
 async def measure(args: argparse.Namespace, backend: BackendProcess, engine: Engine) -> Dict[str, Any]:
     assert backend.process is not None
     pid = backend.process.pid
@@ -139,14 +125,13 @@ def report(args: argparse.Namespace, result: Dict[str, Any]) -> str:
     p50, p99 = percentile(latency, 0.50) * 1000, percentile(latency, 0.99) * 1000
     met = "(met)" if same_job <= 1.10 else "(MISSED)"
     lines = [
-        SECTION,
-        "",
         "Measured by `python bench/server_overhead.py --size %d --steps %d --runs %d` on %s UTC."
         % (args.size, args.steps, args.runs, datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")),
         "",
-        "Machine: %s; load average %.1f at the end: the machine is shared with other work, so single wall"
+        "Machine: %s, %s; load average %.1f at the end: the machine is shared with other work, so single wall"
         " times swing by several times. Model: tiny (random weights), previews on. In-process and HTTP runs"
-        " alternate, %d pairs after two warm-up pairs." % (machine(), result["load"][0], len(http_wall)),
+        " alternate, %d pairs after two warm-up pairs." % (machine(), platform.processor() or platform.machine(),
+                                                     result["load"][0], len(http_wall)),
         "",
         "| Figure | Value | Target |",
         "|---|---|---|",
@@ -170,28 +155,13 @@ def report(args: argparse.Namespace, result: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replaces this benchmark's section (up to the next '## ' heading) or appends it."""
-    text = path.read_text("utf-8") if path.exists() else "# Performance\n"
-    lines = text.splitlines()
-    try:
-        start = lines.index(SECTION)
-    except ValueError:
-        new = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        new = "\n".join(lines[:start] + section.rstrip("\n").splitlines() + [""] + lines[end:])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(new.rstrip("\n") + "\n", "utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--status-requests", type=int, default=1000)
-    parser.add_argument("--doc", type=Path, default=REPO / "docs" / "PERFORMANCE.md")
+    parser.add_argument("--doc", type=Path, default=PERFORMANCE)
     parser.add_argument("--no-doc", action="store_true", help="print the section, do not write it")
     args = parser.parse_args()
     engine = Engine("tiny")
@@ -202,7 +172,7 @@ def main() -> int:
     section = report(args, result)
     print(section)
     if not args.no_doc:
-        write_section(args.doc, section)
+        write_section(SECTION, section, args.doc)
         print("written to %s" % args.doc)
     return 0
 
