@@ -194,9 +194,11 @@ def main() -> int:
     if "error" in facts:
         print(facts["error"], file=sys.stderr)
         return 1
+    from bench.report import write_section  # the shared writer: each benchmark owns one section
+
     section = report(facts)
     print(section)
-    write_section(repo / "docs" / "PERFORMANCE.md", section)
+    write_section("Krita UI", section.split("\n", 1)[1])
     return 0
 
 
@@ -233,19 +235,6 @@ def report(f) -> str:
               "insertion, and whatever the OS takes from Krita while the CPU-only server computes on the same "
               "two cores (the baseline row)." % (os.environ.get("OMP_NUM_THREADS") or "torch default"), ""]
     return "\n".join(lines)
-
-
-def write_section(path, section: str) -> None:
-    """Replace (or append) only the "## Krita UI" section; other sections belong to other benchmarks."""
-    text = path.read_text() if path.exists() else "# Performance\n\n"
-    start = text.find("## Krita UI")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1 :] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 if __name__ == "__main__":
