@@ -1,12 +1,9 @@
 """Fixtures for the tests inside real Krita: skip only when Krita is not installed."""
 from __future__ import annotations
 
-from typing import Iterator
-
 import pytest
 
 from tests.krita.kritarun import kritarunner
-from tests.plugin.launch import Backend, start_backend
 
 
 def pytest_collection_modifyitems(items):
@@ -18,7 +15,6 @@ def pytest_collection_modifyitems(items):
 
 
 @pytest.fixture(scope="session")
-def krita_backend(tmp_path_factory: pytest.TempPathFactory, layerfusion_cache: str) -> Iterator[Backend]:
-    proc = start_backend(tmp_path_factory.mktemp("krita-backend"))
-    yield proc
-    proc.stop()
+def krita_backend(live_backend):
+    """The team's real backend subprocess (tiny model); Krita reaches it on loopback."""
+    return live_backend

@@ -118,6 +118,26 @@ def run(cfg, facts):
     spin(lambda: len(finished) == 3)
     facts["blend_count_after_second"] = len(blend_layers(doc, group))
 
+    # Auto re-blend: a move starts a re-blend once the foreground settles; moving again while it
+    # runs cancels that stale job and starts a fresh one after the next pause.
+    from layerfusion.reblend import AutoReblend
+
+    auto = AutoReblend(controller, side)
+    auto.set_enabled(True)
+    spin(lambda: bool(auto._seen))  # the watcher has seen where the foreground lies
+    before_auto = len(finished)
+    top_before = bgra(blend_layers(doc, group)[-1], 0, 0, W, H)
+    pos = fg.position()
+    fg.move(pos.x() - 8, pos.y())
+    spin(lambda: bool(controller.reblend_runs))  # the settle delay passed: a re-blend is running
+    pos = fg.position()
+    fg.move(pos.x() - 8, pos.y())
+    spin(lambda: len(finished) >= before_auto + 2)
+    auto.set_enabled(False)
+    facts["auto_outcomes"] = [o.state for o in finished[before_auto:]]
+    facts["auto_blend_changed"] = bgra(blend_layers(doc, group)[-1], 0, 0, W, H) != top_before
+    facts["auto_blend_count"] = len(blend_layers(doc, group))
+
     # Never half-inserted: an insert that fails leaves the document as it was.
     before = [n.name() for n in doc.rootNode().childNodes()]
     target = side.generation_target(128 * 128)
@@ -129,6 +149,9 @@ def run(cfg, facts):
     facts["after_broken_insert_unchanged"] = [n.name() for n in doc.rootNode().childNodes()] == before
     facts["records_after_broken"] = len(read_records(doc))
 
+    b = fg.bounds()
+    facts["fg_bounds_saved"] = [b.x(), b.y(), b.width(), b.height()]
+    saved_fg = bgra(fg, 0, 0, W, H)
     path = os.path.join(cfg["workdir"], "scene.kra")
     doc.setBatchmode(True)
     facts["saved"] = bool(doc.saveAs(path))
@@ -137,9 +160,10 @@ def run(cfg, facts):
     # A document closed while its job runs gets nothing and nothing breaks.
     doc2 = app.createDocument(W, H, "closing", "RGBA", "U8", "", 300.0)
     side.document = doc2
+    count = len(finished)
     controller.generate()
     doc2.close()
-    spin(lambda: len(finished) == 4)
+    spin(lambda: len(finished) == count + 1)
     facts["closed_doc_message"] = panel.message.text()
 
     reopened = app.openDocument(path)
@@ -151,7 +175,7 @@ def run(cfg, facts):
     fg2 = member(reopened, group2, "foreground")
     b2 = fg2.bounds()
     facts["reopened_fg_bounds"] = [b2.x(), b2.y(), b2.width(), b2.height()]
-    facts["reopened_fg_same_pixels"] = bgra(fg2, 0, 0, W, H) == moved_fg
+    facts["reopened_fg_same_pixels"] = bgra(fg2, 0, 0, W, H) == saved_fg
     reopened.close()
     controller.shutdown()
     panel.deleteLater()

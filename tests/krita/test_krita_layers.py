@@ -59,6 +59,12 @@ def test_regenerate_blend_replaces_blend_in_one_insertion(facts):
     assert facts["blend_count_after_second"] == 2
 
 
+def test_auto_reblend_cancels_the_stale_job_and_reblends_after_the_move(facts):
+    assert facts["auto_outcomes"] == ["cancelled", "done"]
+    assert facts["auto_blend_changed"]
+    assert facts["auto_blend_count"] == 2
+
+
 def test_failed_insert_leaves_the_document_untouched(facts):
     assert "foreground" in facts["broken_insert"]
     assert facts["after_broken_insert_unchanged"]
@@ -73,5 +79,6 @@ def test_save_and_reopen_keeps_group_params_and_placement(facts):
     assert facts["saved"] and facts["reopened"]
     assert facts["reopened_children"] == ["Background", "Foreground", "Blend", "Blend"]
     assert facts["reopened_record_seed"] == 5
-    assert facts["reopened_fg_bounds"] == facts["fg_bounds_moved"]
+    assert facts["reopened_fg_bounds"] == facts["fg_bounds_saved"]
+    assert facts["fg_bounds_saved"][0] == facts["fg_bounds_moved"][0] - 16  # the auto re-blend test's moves
     assert facts["reopened_fg_same_pixels"]

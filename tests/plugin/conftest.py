@@ -4,11 +4,11 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
-from tests.plugin.launch import REPO, Backend, start_backend
+from tests.plugin.launch import REPO
 
 sys.path.insert(0, str(REPO / "krita_plugin"))
 
@@ -22,10 +22,9 @@ def qapp():
 
 
 @pytest.fixture(scope="session")
-def backend(tmp_path_factory: pytest.TempPathFactory, layerfusion_cache: str) -> Iterator[Backend]:
-    proc = start_backend(tmp_path_factory.mktemp("backend"))
-    yield proc
-    proc.stop()
+def backend(live_backend):
+    """The team's real backend subprocess (tiny model), shared by the session; has ``.url``."""
+    return live_backend
 
 
 def wait_for(app, condition: Callable[[], bool], limit: float = 120.0) -> None:
