@@ -75,6 +75,7 @@ class Controller(QObject):
         self.runs: List[JobRun] = []
         self.history: Dict[str, HistoryEntry] = {}
         self.reblend_runs: Dict[str, JobRun] = {}  # group key -> its running re-blend
+        self._reblend_serial: Dict[str, int] = {}  # group key -> number of its latest re-blend request
         panel.apply(settings)
         panel.generate_clicked.connect(self.generate)
         panel.reblend_clicked.connect(lambda: self.reblend())
@@ -194,9 +195,8 @@ class Controller(QObject):
         except UserError as err:
             self.panel.show_error(str(err))
             return False
-        stale = self.reblend_runs.pop(source.group_key, None)
-        if stale is not None:
-            stale.cancel()
+        self.cancel_reblend(source.group_key)
+        serial = self._reblend_serial[source.group_key] = self._reblend_serial.get(source.group_key, 0) + 1
         t = source.target
         p = source.params
 
@@ -208,6 +208,8 @@ class Controller(QObject):
             return out
 
         def encoded(pngs: Any, error: Optional[BaseException]) -> None:
+            if self._reblend_serial.get(source.group_key) != serial:
+                return  # a newer re-blend of this group was asked for while this one was encoding
             if error is not None:
                 self.panel.show_error("Could not read the layers: %s" % error)
                 return
@@ -231,9 +233,20 @@ class Controller(QObject):
         in_background(encode, encoded)
         return True
 
+    def cancel_reblend(self, group_key: str) -> None:
+        """Drop the group's running re-blend: it was made for a placement that no longer holds."""
+        self._reblend_serial[group_key] = self._reblend_serial.get(group_key, 0) + 1
+        stale = self.reblend_runs.pop(group_key, None)
+        if stale is not None:
+            stale.cancel()
+
     def _reblended(self, source: ReblendSource, outcome: JobOutcome) -> None:
-        if self.reblend_runs.get(source.group_key) is not None and self.reblend_runs[source.group_key].job_id == outcome.job_id:
+        current = self.reblend_runs.get(source.group_key)
+        if current is not None and current.job_id == outcome.job_id:
             del self.reblend_runs[source.group_key]
+        elif outcome.state == "done":
+            self.job_finished.emit(outcome)  # superseded: its blend is for an old placement
+            return
         if outcome.state != "done" or "blend" not in outcome.images:
             self._report(outcome if outcome.state != "done" else
                          JobOutcome(outcome.job_id, outcome.kind, "failed", error="the server sent no blend"))

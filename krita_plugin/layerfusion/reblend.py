@@ -113,9 +113,7 @@ class AutoReblend(QObject):
         before = self._seen.get(key)
         self._seen[key] = where
         if before is not None and before != where:
-            stale = self.controller.reblend_runs.pop(key, None)
-            if stale is not None:
-                stale.cancel()
+            self.controller.cancel_reblend(key)
             self._moved = (doc, group)
             self._settle.start()  # restarts the countdown on every move
 
