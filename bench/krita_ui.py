@@ -232,7 +232,7 @@ def report(f) -> str:
     lines.append("| baseline: longest heartbeat gap while the server computes a job Krita does not follow "
                  "(%.0f s) | %.0f ms (p99 %.0f ms) | — |" % (b["seconds"], b["max_gap_ms"], b["p99_gap_ms"]))
     lines += ["", "Load average at the end: %.1f on 2 cores (the machine is shared with other work; stalls swing "
-              "between runs: 24-81 ms for the same 256² case across three runs today). Server threads: %s. The stall includes the heartbeat's own 5 ms period, the final 1024² "
+              "between runs: 22-81 ms for the same 256² case across four runs on 2026-11-25). Server threads: %s. The stall includes the heartbeat's own 5 ms period, the final 1024² "
               "insertion, and whatever the OS takes from Krita while the CPU-only server computes on the same "
               "two cores (the baseline row)." % (os.getloadavg()[0], os.environ.get("OMP_NUM_THREADS") or "torch default"), ""]
     return "\n".join(lines)
