@@ -206,3 +206,22 @@ def test_edits_are_saved_and_seed_dice_rolls(qapp, backend):
     panel.random_seed.setChecked(True)
     assert not panel.seed.isEnabled() and saved[-1].random_seed
     controller.shutdown()
+
+
+def test_two_documents_with_jobs_in_flight(qapp, backend, spin):
+    panel, controller, docs, _ = make(qapp, backend.url)
+    docs.open_docs = {"doc", "other"}
+    targets = iter([Target("doc", 0, 0, W, H, 128, 64), Target("other", 0, 0, 64, 64, 64, 64)])
+    docs.generation_target = lambda px: next(targets)
+    seen_docs = []
+    original = docs.insert
+    docs.insert = lambda target, layers, params, job_id: (seen_docs.append(target.document),
+                                                          original(target, layers, params, job_id))[1]
+    done = finished_jobs(controller)
+    first, second = controller.generate(), controller.generate()
+    assert first is not None and second is not None and len(controller.runs) == 2
+    spin(lambda: len(done) == 2)
+    assert sorted(seen_docs) == ["doc", "other"]
+    sizes = sorted(len(i["layers"]["background"]) for i in docs.inserted)
+    assert sizes == [64 * 64 * 4, W * H * 4]
+    controller.shutdown()
