@@ -45,3 +45,4 @@ def test_manifest_names_the_package():
     assert "X-KDE-Library=layerfusion" in text
     assert "ServiceTypes=Krita/PythonPlugin" in text
     assert "X-Python-2-Compatible=false" in text
+    assert (REPO / "krita_plugin" / "layerfusion" / "Manual.html").exists()  # X-Krita-Manual names it
