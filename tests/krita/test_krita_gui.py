@@ -96,6 +96,10 @@ def test_generation_is_one_undo_step(gui):
     assert len(gui["top_level_after_redo"]) == 2
 
 
+def test_layers_docker_lists_the_group(gui):
+    assert gui["layer_docker_rows"] == 2  # Background and the LayerFusion group, top level
+
+
 def test_screenshot_written(gui):
     shot = Path(gui["screenshot"])
     assert gui["screenshot_saved"] and shot.stat().st_size > 10000
