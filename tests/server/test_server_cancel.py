@@ -47,16 +47,18 @@ async def _cancel_queued(backend: BackendProcess) -> Dict[str, Any]:
         api = Api(session, backend.url, backend.token)
         running_id = await api.submit(generate_body(seed=3, **LONG))
         queued_id = await api.submit(generate_body(seed=4))
+        waiting = await api.status(queued_id)
         answer = await api.cancel(queued_id)
         queued_events = await api.all_events(queued_id)
         await api.cancel(running_id)
         running_final = await api.wait_final(running_id)
-        return {"answer": answer, "queued_events": queued_events, "running_final": running_final,
+        return {"waiting": waiting, "answer": answer, "queued_events": queued_events, "running_final": running_final,
                 "again": await api.cancel(queued_id)}
 
 
 def test_cancel_queued_job_removes_it(live_backend: BackendProcess) -> None:
     result = asyncio.run(_cancel_queued(live_backend))
+    assert result["waiting"]["state"] == "queued" and result["waiting"]["queue_position"] in (0, 1)
     # A queued job is taken out at once: the answer already says cancelled, and it never ran.
     assert result["answer"]["state"] == "cancelled"
     assert result["queued_events"] == [("status", result["queued_events"][0][1])]

@@ -27,6 +27,12 @@ async def _fetch(backend: BackendProcess, job_id: str, paths: Dict[str, str]) ->
                 "list": await api.get_json("/v1/jobs")}
 
 
+async def _status_code(backend: BackendProcess, job_id: str) -> int:
+    async with aiohttp.ClientSession() as session:
+        async with session.get(backend.url + "/v1/jobs/" + job_id) as response:
+            return response.status
+
+
 def test_restart_serves_earlier_results(tmp_path: Path) -> None:
     output = tmp_path / "out"
     with BackendProcess(output_dir=output) as first:
@@ -38,9 +44,15 @@ def test_restart_serves_earlier_results(tmp_path: Path) -> None:
     (output / stale_id / "job.json").write_text(json.dumps(
         {"id": stale_id, "kind": "generate", "state": "running", "params": {"seed": 1}, "created": 1.0}))
 
+    # A record that is not JSON (a disk hiccup, a hand edit) is skipped, not fatal.
+    broken_id = "e" * 32
+    (output / broken_id).mkdir()
+    (output / broken_id / "job.json").write_text("{not json")
+
     with BackendProcess(output_dir=output) as second:
         fetched = asyncio.run(_fetch(second, job_id, made["final"]["images"]))
         stale = asyncio.run(_fetch(second, stale_id, {}))
+        broken = asyncio.run(_status_code(second, broken_id))
 
     assert fetched["status"]["state"] == "done"
     assert fetched["status"]["params"] == made["final"]["params"]
@@ -49,3 +61,4 @@ def test_restart_serves_earlier_results(tmp_path: Path) -> None:
     assert job_id in [job["id"] for job in fetched["list"]["jobs"]]
     assert stale["status"]["state"] == "failed" and stale["status"]["error"]["code"] == "interrupted"
     assert json.loads((output / stale_id / "job.json").read_text())["state"] == "failed"
+    assert broken == 404
