@@ -56,11 +56,13 @@ def _sdxl_state(models_dir: Path | None) -> str:
     from backend.models import catalog
 
     parts = []
-    if catalog.sdxl_in_cache():
+    base = catalog.sdxl_base_checkpoint(models_dir)
+    if base:
+        parts.append(f"base: {base}")
+    elif catalog.sdxl_in_cache():
         parts.append(f"base: {catalog.SDXL_REPO} in the HF cache")
     else:
-        checkpoints = catalog.sdxl_checkpoints(models_dir)
-        parts.append(f"base: {checkpoints[0]}" if checkpoints else "base: missing")
+        parts.append("base: missing")
     files = catalog.layerdiffuse_files(models_dir)
     parts.append(f"LayerDiffuse: {files.attn.parent}" if files else "LayerDiffuse: missing")
     if "missing" in " ".join(parts):

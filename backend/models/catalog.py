@@ -14,6 +14,8 @@ from typing import Iterator, Optional
 from backend.models.layerdiffuse import FORMATS, LayerDiffuseFiles, find_files, identify
 from backend.models.weight_files import WeightFileError, read_header
 
+# The published base checkpoint's file name (sd_xl_base_1.0.safetensors, …_0.9vae.safetensors).
+SDXL_BASE_PREFIX = "sd_xl_base"
 UNET_CONV_IN = "model.diffusion_model.input_blocks.0.0.weight"
 SDXL_REPO = "stabilityai/stable-diffusion-xl-base-1.0"
 LD_ORIGINAL_REPO = "LayerDiffusion/layerdiffusion-v1"
@@ -44,7 +46,8 @@ SDXL_DOWNLOADS = SDXL_FILES + TOKENIZER_DOWNLOADS[len(TOKENIZER_FILES):]
 
 PRESETS = {
     "tiny": "SDXL-shaped random model, a few MB, written on first use; paints noise (tests, CI)",
-    "sdxl": f"SDXL 1.0 base ({SDXL_REPO}, or a checkpoint in --models-dir) + LayerDiffuse SDXL files",
+    "sdxl": f"SDXL 1.0 base (checkpoints/{SDXL_BASE_PREFIX}*.safetensors in --models-dir, else {SDXL_REPO}) "
+            "+ LayerDiffuse SDXL files; any other SDXL checkpoint: --model FILE",
 }
 
 
@@ -106,7 +109,13 @@ def sdxl_checkpoints(models_dir: Optional[Path]) -> list[Path]:
         conv_in = header.get(UNET_CONV_IN)
         if identify(header) == "sdxl-original" and conv_in is not None and conv_in.shape[0] == 320:
             found.append(path)
-    return sorted(found, key=lambda p: (not p.name.startswith("sd_xl_base"), p.name))
+    return sorted(found, key=lambda p: (not p.name.startswith(SDXL_BASE_PREFIX), p.name))
+
+
+def sdxl_base_checkpoint(models_dir: Optional[Path]) -> Optional[Path]:
+    """The published SDXL base checkpoint in ``<models-dir>/checkpoints`` (what the ``sdxl`` preset uses)."""
+    base = [p for p in sdxl_checkpoints(models_dir) if p.name.startswith(SDXL_BASE_PREFIX)]
+    return base[0] if base else None
 
 
 def layerdiffuse_files(models_dir: Optional[Path]) -> Optional[LayerDiffuseFiles]:

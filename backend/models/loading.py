@@ -93,13 +93,14 @@ def resolve_base(options: LoadOptions, tiny_root: Optional[Path] = None) -> tupl
         return BaseSource("single_file", str(files.checkpoint), files.configs,
                           (files.configs / "tokenizer", files.configs / "tokenizer_2")), TINY
     if options.model == "sdxl":
-        if catalog.sdxl_in_cache():
-            return _repo(catalog.SDXL_REPO)
-        checkpoints = catalog.sdxl_checkpoints(models_dir)
-        if checkpoints:
-            return _single_file(checkpoints[0], models_dir)
+        # The base model only: a fine-tune in checkpoints/ is loaded by naming it (--model NAME).
+        base = catalog.sdxl_base_checkpoint(models_dir)
+        if base:
+            return _single_file(base, models_dir)
         return _repo(catalog.SDXL_REPO)
     path = Path(options.model).expanduser()
+    if not path.exists() and models_dir and Path(models_dir, "checkpoints", options.model).is_file():
+        path = Path(models_dir, "checkpoints", options.model)  # a file name from `models list`
     if path.is_file():
         return _single_file(path, models_dir, tiny_root)
     if path.is_dir():
@@ -176,16 +177,22 @@ def _load_pretrained(location: str, dtype: torch.dtype, variant: Optional[str], 
 
     only_local = local or catalog.offline()
     common = dict(local_files_only=only_local)
-    if local and variant and not any(Path(location, "unet").glob(f"*.{variant}.safetensors")):
-        variant = None  # a plain folder saved without variants
-    weights = dict(common, torch_dtype=dtype, variant=variant)
+
+    def weights(cls, subfolder: str):
+        try:
+            return cls.from_pretrained(location, subfolder=subfolder, torch_dtype=dtype, variant=variant, **common)
+        except (OSError, ValueError):
+            if variant is None:
+                raise
+            # Saved or downloaded without the variant (e.g. full-precision files only): take those.
+            return cls.from_pretrained(location, subfolder=subfolder, torch_dtype=dtype, **common)
+
     try:
         parts = {
-            "unet": UNet2DConditionModel.from_pretrained(location, subfolder="unet", **weights),
-            "vae": AutoencoderKL.from_pretrained(location, subfolder="vae", **weights),
-            "text_encoder": CLIPTextModel.from_pretrained(location, subfolder="text_encoder", **weights),
-            "text_encoder_2": CLIPTextModelWithProjection.from_pretrained(
-                location, subfolder="text_encoder_2", **weights),
+            "unet": weights(UNet2DConditionModel, "unet"),
+            "vae": weights(AutoencoderKL, "vae"),
+            "text_encoder": weights(CLIPTextModel, "text_encoder"),
+            "text_encoder_2": weights(CLIPTextModelWithProjection, "text_encoder_2"),
             "tokenizer": CLIPTokenizer.from_pretrained(location, subfolder="tokenizer", **common),
             "tokenizer_2": CLIPTokenizer.from_pretrained(location, subfolder="tokenizer_2", **common),
             "scheduler_config": dict(EulerDiscreteScheduler.load_config(location, subfolder="scheduler", **common)),
@@ -224,7 +231,7 @@ def resolve_layerdiffuse(options: LoadOptions, architecture: Architecture,
 
 def _sdxl_present(options: LoadOptions) -> bool:
     models_dir = Path(options.models_dir) if options.models_dir else None
-    has_base = catalog.sdxl_in_cache() is not None or bool(catalog.sdxl_checkpoints(models_dir))
+    has_base = catalog.sdxl_in_cache() is not None or catalog.sdxl_base_checkpoint(models_dir) is not None
     return has_base and (bool(options.layerdiffuse_files.get("attn")) or catalog.layerdiffuse_files(models_dir) is not None)
 
 

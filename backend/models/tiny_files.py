@@ -28,7 +28,7 @@ from backend.models.layerdiffuse import ATTN_ORIGINAL, DECODER_FILES
 from backend.models.weight_files import save_tensors
 
 # Bump when anything written here changes: old folders are then ignored, never reused.
-TINY_FILES_VERSION = 3
+TINY_FILES_VERSION = 4
 TINY_SEED = 0
 CHECKPOINT_NAME = "tiny_sdxl.safetensors"
 ENCODER_NAME = "vae_transparent_encoder.safetensors"

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 from backend.models import catalog, ldm_names, single_file
+from backend.models.bundle import SDXL
+from backend.models.loading import LoadOptions, resolve_base
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,7 +89,17 @@ def test_full_size_checkpoint_validates_and_is_found(checkpoint):
     single_file.validate_checkpoint(path, single_file.SDXL_CONFIG_DIR)
     # 12 per OpenCLIP resblock; embeddings, ln_final, text_projection, and the ignored logit_scale
     assert single_file.describe_checkpoint(path)["text_encoder_2"] == 32 * 12 + 6
-    assert catalog.sdxl_checkpoints(path.parent.parent) == [path]
+    models_dir = path.parent.parent
+    assert catalog.sdxl_checkpoints(models_dir) == [path]
+    # The sdxl preset and a bare file name both find it in the ComfyUI folder (no tokenizers here).
+    for model in ("sdxl", path.name):
+        source, architecture = resolve_base(LoadOptions(model, models_dir=str(models_dir)))
+        assert (source.kind, source.location, architecture) == ("single_file", str(path), SDXL)
+        assert source.config_dir == single_file.SDXL_CONFIG_DIR and source.tokenizers is None
+    renamed = path.with_name("juggernaut_xl.safetensors")
+    renamed.symlink_to(path)
+    assert catalog.sdxl_checkpoints(models_dir) == [path, renamed]
+    assert resolve_base(LoadOptions("sdxl", models_dir=str(models_dir)))[0].location == str(path)
     result = subprocess.run([sys.executable, "-m", "backend", "models", "check", str(path)], cwd=ROOT,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
