@@ -39,6 +39,7 @@ def create_app(config: ServerConfig, engine: Optional[Engine] = None) -> web.App
             ResultStore(config.output_dir),
             asyncio.get_running_loop(),
             max_queue=config.max_queue,
+            max_queued_upload_bytes=config.max_queued_upload_bytes,
             model_name=config.model,
             token_required=bool(config.token),
             previews=config.previews,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from shared.protocol import DEFAULT_HOST, DEFAULT_PORT
+from shared.protocol import DEFAULT_HOST, DEFAULT_PORT, MAX_UPLOAD_BYTES
 
 
 def default_output_dir() -> Path:
@@ -30,6 +30,9 @@ class ServerConfig:
     token: Optional[str] = None
     # Jobs waiting (not counting the running one) before POST /v1/jobs answers 429.
     max_queue: int = 32
+    # Uploaded PNG text (base64) that waiting re-blend jobs may hold in memory together; past it,
+    # another re-blend is answered 429 until the queue drains (one is always let in).
+    max_queued_upload_bytes: int = 4 * MAX_UPLOAD_BYTES
     device: Optional[str] = None
     # Ask the engine for a small preview image with every step, sent on the event stream.
     previews: bool = True

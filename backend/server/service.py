@@ -20,7 +20,7 @@ from backend.server.jobs import (
 )
 from backend.server.store import ResultStore
 from backend.server.worker import Worker
-from shared.protocol import Health, JobKind, JobRequest, JobState, JobStatus, ServerState
+from shared.protocol import Health, JobKind, JobRequest, JobState, JobStatus, ReblendRequest, ServerState
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ class JobService:
         loop: asyncio.AbstractEventLoop,
         *,
         max_queue: int,
+        max_queued_upload_bytes: int,
         model_name: str,
         token_required: bool,
         previews: bool = True,
@@ -40,6 +41,7 @@ class JobService:
         self.engine = engine
         self.store = store
         self.max_queue = max_queue
+        self.max_queued_upload_bytes = max_queued_upload_bytes
         self.model_name = model_name
         self.token_required = token_required
         self.book = JobBook(loop)
@@ -79,6 +81,15 @@ class JobService:
                 "queue_full",
                 "the queue is full (%d jobs waiting); try again when a job has finished" % self.max_queue,
             )
+        upload = upload_bytes(request)
+        if upload:
+            held = sum(upload_bytes(job.request) for job in self.worker.waiting_jobs() if job.request)
+            if held and held + upload > self.max_queued_upload_bytes:
+                raise QueueFull(
+                    "queue_full",
+                    "the queued re-blends already hold %d MB of images; try again when one has run"
+                    % (held // (1 << 20)),
+                )
         # The seed is fixed now, so the record on disk says how to reproduce the job from the start.
         request.seed = resolve_seed(request.seed)
         job = Job(
@@ -127,6 +138,13 @@ class JobService:
             error=self.book.load_error if self.book.health == ServerState.error else None,
             auth=self.token_required,
         )
+
+
+def upload_bytes(request: JobRequest) -> int:
+    """Memory a queued request holds in uploaded images (base64 text)."""
+    if isinstance(request, ReblendRequest):
+        return len(request.foreground_png) + len(request.background_png)
+    return 0
 
 
 def describe_device(engine: Engine) -> str:

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import Any, Deque, Optional
+from typing import Any, Deque, List, Optional
 
 from PIL import Image
 
@@ -72,6 +72,10 @@ class Worker:
                 return self._pending.index(job)
             except ValueError:
                 return None
+
+    def waiting_jobs(self) -> List[Job]:
+        with self._cond:
+            return list(self._pending)
 
     def waiting(self) -> int:
         with self._cond:

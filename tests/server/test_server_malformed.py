@@ -147,3 +147,27 @@ def test_full_queue_answers_429(tmp_path: Path) -> None:
     assert body["error"]["code"] == "queue_full" and "queue is full" in body["error"]["message"]
     assert result["health"]["queue_length"] == 2
     assert result["after_cancel"] == 202  # cancelling the waiting job made room
+
+
+async def _upload_budget(output: Path) -> Dict[str, Any]:
+    async with app_client(output, max_queue=8, max_queued_upload_bytes=1) as client:
+        long = await (await client.post("/v1/jobs", data=json.dumps(generate_body(seed=1, steps=200)).encode(),
+                                        headers=JSON)).json()
+        while (await (await client.get("/v1/jobs/" + long["id"])).json())["state"] != "running":
+            await asyncio.sleep(0.02)
+        body = json.dumps(_reblend()).encode()
+        first = await client.post("/v1/jobs", data=body, headers=JSON)
+        second = await client.post("/v1/jobs", data=body, headers=JSON)
+        generate = await client.post("/v1/jobs", data=json.dumps(generate_body(seed=3)).encode(), headers=JSON)
+        out = {"first": first.status, "second": (second.status, await second.json()), "generate": generate.status}
+        for job in (await (await client.get("/v1/jobs")).json())["jobs"]:
+            await client.delete("/v1/jobs/" + job["id"])
+        return out
+
+
+def test_queued_uploads_are_bounded(tmp_path: Path) -> None:
+    result = asyncio.run(_upload_budget(tmp_path))
+    assert result["first"] == 202  # one re-blend always gets in
+    status, body = result["second"]
+    assert status == 429 and body["error"]["code"] == "queue_full"
+    assert result["generate"] == 202  # jobs without uploads are not held back
