@@ -1,4 +1,5 @@
 """``python -m backend serve``: run the HTTP server until interrupted."""
+
 from __future__ import annotations
 
 import argparse
@@ -22,13 +23,25 @@ READY_LINE = "LayerFusion backend listening on http://%s:%d"
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = subparsers.add_parser("serve", help="run the HTTP server the Krita plugin talks to")
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 = any free one (default %(default)s)")
-    parser.add_argument("--model", default="sdxl", help="tiny, sdxl, a diffusers folder, a .safetensors file or a hub id")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port; 0 = any free one (default %(default)s)"
+    )
+    parser.add_argument(
+        "--model", default="sdxl", help="tiny, sdxl, a diffusers folder, a .safetensors file or a hub id"
+    )
     parser.add_argument("--models-dir", default=None, help="where model files are kept")
-    parser.add_argument("--output-dir", type=Path, default=None, help="results folder (default %s)" % default_output_dir())
-    parser.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' (needed off loopback)")
-    parser.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: the best there is)")
-    parser.add_argument("--max-queue", type=int, default=32, help="jobs that may wait before 429 (default %(default)s)")
+    parser.add_argument(
+        "--output-dir", type=Path, default=None, help="results folder (default %s)" % default_output_dir()
+    )
+    parser.add_argument(
+        "--token", default=None, help="require 'Authorization: Bearer TOKEN' (needed off loopback)"
+    )
+    parser.add_argument(
+        "--device", default=None, help="cuda, cuda:1, mps or cpu (default: the best there is)"
+    )
+    parser.add_argument(
+        "--max-queue", type=int, default=32, help="jobs that may wait before 429 (default %(default)s)"
+    )
     parser.add_argument("--no-previews", action="store_true", help="send no preview images with progress")
     parser.set_defaults(func=run)
 

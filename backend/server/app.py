@@ -1,4 +1,5 @@
 """The aiohttp application: middlewares, routes, and the job service's start and stop."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """Everything the server is started with; built by ``python -m backend serve`` or by tests."""
+
 from __future__ import annotations
 
 import ipaddress

@@ -4,6 +4,7 @@ All job records are read and changed on the event loop's thread only: the worker
 news (started, a step, finished) with ``loop.call_soon_threadsafe``. That keeps status answers free
 of locks. The one thing the worker reads directly is a job's cancel flag (a threading.Event).
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """The HTTP handlers of the API in DESIGN.md; each one answers from the loop without model work."""
+
 from __future__ import annotations
 
 import asyncio
@@ -85,7 +86,9 @@ async def job_image(request: web.Request) -> web.StreamResponse:
     if path is None:
         raise web.HTTPNotFound(text="job %s has no image %r" % (job.id, name))
     # Results never change once written.
-    return web.FileResponse(path, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=86400"})
+    return web.FileResponse(
+        path, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=86400"}
+    )
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:

@@ -1,4 +1,5 @@
 """The job service the HTTP handlers call: submit, look up, list, cancel, health, restore from disk."""
+
 from __future__ import annotations
 
 import asyncio

@@ -3,6 +3,7 @@
 The event loop never runs model code; it hands jobs over through ``enqueue`` and reads their news
 from the JobBook. Cancel is cooperative: ``Engine.run`` polls the job's cancel flag between steps.
 """
+
 from __future__ import annotations
 
 import base64
@@ -116,7 +117,9 @@ class Worker:
                 # Never let one job take the worker down: the next jobs must still run.
                 error_id = uuid.uuid4().hex[:12]
                 log.exception("error %s while finishing job %s", error_id, job.id)
-                outcome = self._failed(job, ErrorInfo(code="internal", message="internal error %s" % error_id))
+                outcome = self._failed(
+                    job, ErrorInfo(code="internal", message="internal error %s" % error_id)
+                )
             finally:
                 with self._cond:
                     self._current = None

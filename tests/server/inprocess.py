@@ -1,4 +1,5 @@
 """Running the server app in this process with aiohttp's test server (real engine, real sockets)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,7 +15,9 @@ from backend.server.config import ServerConfig
 
 
 @asynccontextmanager
-async def app_client(output_dir: Path, *, wait_ready: bool = True, **config: Any) -> AsyncIterator[TestClient]:
+async def app_client(
+    output_dir: Path, *, wait_ready: bool = True, **config: Any
+) -> AsyncIterator[TestClient]:
     """A test client of the app for ``ServerConfig(model="tiny", output_dir=..., **config)``."""
     app = create_app(ServerConfig(model="tiny", output_dir=output_dir, port=0, **config))
     async with TestClient(TestServer(app)) as client:

@@ -1,4 +1,5 @@
 """Results survive a restart: a new server on the same folder serves earlier jobs by id."""
+
 from __future__ import annotations
 
 import asyncio
@@ -22,9 +23,12 @@ async def _make_job(backend: BackendProcess) -> Dict[str, Any]:
 async def _fetch(backend: BackendProcess, job_id: str, paths: Dict[str, str]) -> Dict[str, Any]:
     async with aiohttp.ClientSession() as session:
         api = Api(session, backend.url)
-        return {"status": await api.status(job_id), "events": await api.all_events(job_id),
-                "png": {n: await api.image_bytes(p) for n, p in paths.items()},
-                "list": await api.get_json("/v1/jobs")}
+        return {
+            "status": await api.status(job_id),
+            "events": await api.all_events(job_id),
+            "png": {n: await api.image_bytes(p) for n, p in paths.items()},
+            "list": await api.get_json("/v1/jobs"),
+        }
 
 
 async def _status_code(backend: BackendProcess, job_id: str) -> int:
@@ -41,8 +45,11 @@ def test_restart_serves_earlier_results(tmp_path: Path) -> None:
     # A job record that a crashed server left "running" comes back as failed, with the reason.
     stale_id = "f" * 32
     (output / stale_id).mkdir()
-    (output / stale_id / "job.json").write_text(json.dumps(
-        {"id": stale_id, "kind": "generate", "state": "running", "params": {"seed": 1}, "created": 1.0}))
+    (output / stale_id / "job.json").write_text(
+        json.dumps(
+            {"id": stale_id, "kind": "generate", "state": "running", "params": {"seed": 1}, "created": 1.0}
+        )
+    )
 
     # A record that is not JSON (a disk hiccup, a hand edit) is skipped, not fatal.
     broken_id = "e" * 32
