@@ -63,6 +63,7 @@ def test_progress_previews_are_small_pngs(live_backend: BackendProcess) -> None:
     previews = [
         data["preview_png"] for name, data in result["events"] if name == "progress" and "preview_png" in data
     ]
+    assert previews, "the server asks the engine for previews; none came"
     for preview in previews:
         image = Image.open(io.BytesIO(base64.b64decode(preview)))
         assert max(image.size) <= 128
