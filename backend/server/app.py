@@ -52,4 +52,11 @@ def create_app(config: ServerConfig, engine: Optional[Engine] = None) -> web.App
         await asyncio.get_running_loop().run_in_executor(None, service.stop)
 
     app.cleanup_ctx.append(service_context)
+
+    async def end_streams(app: web.Application) -> None:
+        # Runs before aiohttp waits for open requests: event streams of jobs that will not finish
+        # now would otherwise hold the shutdown for its whole timeout.
+        app[SERVICE].book.close_streams()
+
+    app.on_shutdown.append(end_streams)
     return app

@@ -205,6 +205,12 @@ class JobBook:
         if queue in job.subscribers:
             job.subscribers.remove(queue)
 
+    def close_streams(self) -> None:
+        """Ends every open event stream (server shutdown): an empty event name means 'stop here'."""
+        for job in self.jobs.values():
+            for queue in job.subscribers:
+                queue.put_nowait(("", {}, True))
+
     def recent(self, limit: int) -> List[Job]:
         return sorted(self.jobs.values(), key=lambda j: j.created, reverse=True)[:limit]
 
@@ -215,7 +221,8 @@ def ended(job: Job, state: JobState) -> Outcome:
 
 
 def interrupted(job: Job) -> Outcome:
-    """A job the previous server process never finished: it failed, and says why."""
+    """A job the server stopped before it finished (now, or in an earlier process): it failed, and
+    says why; the artist did not cancel it."""
     return Outcome(
         state=JobState.failed,
         finished=time.time(),

@@ -111,7 +111,8 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             except asyncio.TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
-            await _send(response, name, data)
+            if name:  # the server is shutting down when it is empty
+                await _send(response, name, data)
             if last:
                 break
     except ConnectionResetError:

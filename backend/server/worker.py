@@ -18,7 +18,7 @@ from typing import Any, Deque, List, Optional
 from PIL import Image
 
 from backend.pipeline.engine import Engine, JobCancelled, JobResult, StepUpdate
-from backend.server.jobs import Job, JobBook, Outcome, ended
+from backend.server.jobs import Job, JobBook, Outcome, ended, interrupted
 from backend.server.store import ResultStore
 from shared.fields import ProtocolError
 from shared.protocol import ErrorInfo, JobState, ReblendRequest, ServerState
@@ -156,7 +156,7 @@ class Worker:
                 job.request, on_step=on_step, cancelled=job.cancel.is_set, preview=self.previews
             )
         except JobCancelled:
-            return ended(job, JobState.cancelled)
+            return interrupted(job) if self._stopping else ended(job, JobState.cancelled)
         except ProtocolError as err:
             return self._failed(job, ErrorInfo(code=err.code, message=err.message, field=err.field))
         except Exception as err:

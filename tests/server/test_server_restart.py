@@ -69,3 +69,33 @@ def test_restart_serves_earlier_results(tmp_path: Path) -> None:
     assert stale["status"]["state"] == "failed" and stale["status"]["error"]["code"] == "interrupted"
     assert json.loads((output / stale_id / "job.json").read_text())["state"] == "failed"
     assert broken == 404
+
+
+async def _stop_while_busy(backend: BackendProcess) -> Dict[str, Any]:
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, backend.url)
+        running = await api.submit(generate_body(seed=41, steps=200))
+        queued = await api.submit(generate_body(seed=42, steps=2))
+        listener = asyncio.ensure_future(api.all_events(queued))
+        while (await api.status(running))["state"] != "running":
+            await asyncio.sleep(0.02)
+        # SIGTERM while a job runs and a client listens to a job that will not run now.
+        code = await asyncio.get_running_loop().run_in_executor(None, backend.stop)
+        events = await listener
+        return {"running": running, "queued": queued, "code": code, "events": events}
+
+
+def test_stop_while_busy_is_clean_and_recorded(tmp_path: Path) -> None:
+    output = tmp_path / "out"
+    first = BackendProcess(output_dir=output).start()
+    try:
+        result = asyncio.run(_stop_while_busy(first))
+    finally:
+        first.stop()
+    assert result["code"] == 0, first.log_tail()  # a clean exit, not the SIGKILL fallback
+    assert result["events"] and result["events"][0][0] == "status"  # the stream ended, no hang
+    with BackendProcess(output_dir=output) as second:
+        statuses = asyncio.run(_fetch(second, result["running"], {}))["list"]["jobs"]
+    by_id = {job["id"]: job for job in statuses}
+    for job_id in (result["running"], result["queued"]):
+        assert by_id[job_id]["state"] == "failed" and by_id[job_id]["error"]["code"] == "interrupted"
