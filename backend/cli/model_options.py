@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from backend.models.loading import LoadOptions
+from backend.models.options import LoadOptions
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, default_model: str) -> None:

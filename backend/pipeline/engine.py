@@ -17,7 +17,8 @@ from PIL import Image
 
 from backend import __version__
 from backend.models.bundle import SDXL, TINY, Architecture, ModelBundle
-from backend.models.loading import LoadOptions, load_bundle
+from backend.models.loading import load_bundle
+from backend.models.options import LoadOptions
 from backend.pipeline import decoding
 from backend.pipeline.attention import check_prior_block
 from backend.pipeline.layerfusion import LayerFusionPipeline
@@ -102,7 +103,8 @@ class Engine:
 
     @property
     def device_description(self) -> str:
-        return self.bundle.describe_device() if self.bundle is not None else "not loaded"
+        """The device and dtype once loaded (e.g. 'cuda:0 (float16)'), before that what was asked for."""
+        return self.bundle.describe_device() if self.bundle is not None else self.options.device
 
     def load(self) -> None:
         if self.pipe is not None:

@@ -25,7 +25,7 @@ def create_app(config: ServerConfig, engine: Optional[Engine] = None) -> web.App
     it is loaded in the worker thread once the app starts, so the server answers health at once."""
     config.validate()
     if engine is None:
-        engine = Engine(config.model, device=config.device, models_dir=config.models_dir)
+        engine = Engine(config.loading)
     # The error middleware is outermost, so auth refusals come out as JSON too.
     app = web.Application(
         middlewares=[error_middleware, make_auth_middleware(config.token)],
@@ -41,7 +41,7 @@ def create_app(config: ServerConfig, engine: Optional[Engine] = None) -> web.App
             asyncio.get_running_loop(),
             max_queue=config.max_queue,
             max_queued_upload_bytes=config.max_queued_upload_bytes,
-            model_name=config.model,
+            model_name=config.loading.model,
             token_required=bool(config.token),
             previews=config.previews,
         )

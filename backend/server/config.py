@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from backend.models.options import LoadOptions
 from shared.protocol import DEFAULT_HOST, DEFAULT_PORT, MAX_UPLOAD_BYTES
 
 
@@ -25,8 +26,8 @@ class ConfigError(ValueError):
 class ServerConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    model: str = "sdxl"
-    models_dir: Optional[str] = None
+    # The model and how to load it (the same options as the command line's model flags).
+    loading: LoadOptions = field(default_factory=lambda: LoadOptions(model="sdxl"))
     output_dir: Path = Path("outputs")
     token: Optional[str] = None
     # Jobs waiting (not counting the running one) before POST /v1/jobs answers 429.
@@ -34,7 +35,6 @@ class ServerConfig:
     # Uploaded PNG text (base64) that waiting re-blend jobs may hold in memory together; past it,
     # another re-blend is answered 429 until the queue drains (one is always let in).
     max_queued_upload_bytes: int = 4 * MAX_UPLOAD_BYTES
-    device: Optional[str] = None
     # Ask the engine for a small preview image with every step, sent on the event stream.
     previews: bool = True
 

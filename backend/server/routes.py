@@ -43,7 +43,7 @@ async def health(request: web.Request) -> web.Response:
 async def models(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     loop = asyncio.get_running_loop()
-    return _json(await loop.run_in_executor(None, model_list, config.model, config.models_dir))
+    return _json(await loop.run_in_executor(None, model_list, config.loading.model, config.loading.models_dir))
 
 
 async def create_job(request: web.Request) -> web.Response:

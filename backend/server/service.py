@@ -133,7 +133,7 @@ class JobService:
         return Health(
             state=self.book.health,
             version=__version__,
-            device=describe_device(self.engine),
+            device=self.engine.device_description,
             model=self.model_name,
             queue_length=self.worker.waiting() + busy,
             error=self.book.load_error if self.book.health == ServerState.error else None,
@@ -148,8 +148,4 @@ def upload_bytes(request: JobRequest) -> int:
     return 0
 
 
-def describe_device(engine: Engine) -> str:
-    """The engine's own description once loaded (e.g. 'cuda:0 (float16)'), else what was asked for."""
-    if getattr(engine, "loaded", False):
-        return str(engine.device_description)
-    return str(engine.device_request or "auto")
+

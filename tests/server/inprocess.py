@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator
 from aiohttp.test_utils import TestClient, TestServer
 
 from backend.server.app import create_app
+from backend.models.options import LoadOptions
 from backend.server.config import ServerConfig
 
 
@@ -18,8 +19,8 @@ from backend.server.config import ServerConfig
 async def app_client(
     output_dir: Path, *, wait_ready: bool = True, **config: Any
 ) -> AsyncIterator[TestClient]:
-    """A test client of the app for ``ServerConfig(model="tiny", output_dir=..., **config)``."""
-    app = create_app(ServerConfig(model="tiny", output_dir=output_dir, port=0, **config))
+    """A test client of the app for the tiny model, ``ServerConfig(output_dir=..., **config)``."""
+    app = create_app(ServerConfig(loading=LoadOptions(model="tiny"), output_dir=output_dir, port=0, **config))
     async with TestClient(TestServer(app)) as client:
         if wait_ready:
             deadline = time.monotonic() + 300
