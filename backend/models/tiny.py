@@ -124,3 +124,44 @@ def attention_projections(unet: torch.nn.Module) -> list[str]:
         if name.endswith((".attn1", ".attn2")):
             names += [f"{name}.{p}" for p in ("to_q", "to_k", "to_v", "to_out.0")]
     return names
+
+
+TRANSPARENT_RANK = 4
+
+
+def build_transparent(unet: torch.nn.Module, seed: int = 0):
+    """Random LayerDiffuse parts for the tiny UNet: rank-4 attention offsets on every projection
+    LayerDiffuse touches, and the transparent decoder and encoder at tiny width.
+
+    The zero-initialised convolutions (the decoder's latent input, the encoder's output) get random
+    values here, so tests see the latent and the encoder actually matter."""
+    from backend.models.lowrank import LowRankDelta
+    from backend.models.transparent_vae import (
+        TINY_DECODER_CHANNELS, TINY_ENCODER_CHANNELS, TransparentVAEDecoder, TransparentVAEEncoder)
+
+    generator = torch.Generator().manual_seed(seed + 4)
+    modules = dict(unet.named_modules())
+    factors = {}
+    for name in attention_projections(unet):
+        out_features, in_features = modules[name].weight.shape
+        up = torch.randn(out_features, TRANSPARENT_RANK, generator=generator) * 0.1
+        down = torch.randn(TRANSPARENT_RANK, in_features, generator=generator) * 0.1
+        factors[name] = (up, down)
+    torch.manual_seed(seed + 5)
+    decoder = TransparentVAEDecoder(TINY_DECODER_CHANNELS)
+    torch.nn.init.normal_(decoder.latent_conv_in.weight, std=0.1)
+    encoder = TransparentVAEEncoder(TINY_ENCODER_CHANNELS)
+    torch.nn.init.normal_(encoder.blocks[-1].weight, std=0.01)
+    return LowRankDelta(factors), decoder, encoder
+
+
+def build_bundle(seed: int = 0):
+    """The whole tiny model in memory (the loader writes it to disk and reads it back the real way)."""
+    from backend.models.bundle import TINY, ModelBundle
+
+    parts = build_components(seed)
+    delta, decoder, encoder = build_transparent(parts["unet"], seed)
+    for module in (parts["unet"], parts["vae"], parts["text_encoder"], parts["text_encoder_2"], decoder, encoder):
+        module.eval().requires_grad_(False)
+    return ModelBundle(name="tiny", architecture=TINY, scheduler_config=dict(SCHEDULER_CONFIG),
+                       transparent_attn=delta, transparent_decoder=decoder, transparent_encoder=encoder, **parts)

@@ -5,17 +5,31 @@ own thread. ``check`` is cheap and may be called from anywhere, before or after 
 """
 from __future__ import annotations
 
+import base64
+import io
 import random
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
+import torch
 from PIL import Image
 
-from shared.protocol import MAX_SEED, JobRequest
+from backend import __version__
+from backend.models.bundle import SDXL, TINY, Architecture, ModelBundle
+from backend.pipeline import decoding
+from backend.pipeline.attention import check_prior_block
+from backend.pipeline.layerfusion import LayerFusionPipeline
+from backend.pipeline.preview import LatentPreviewer
+from backend.pipeline.progress import GenerationCancelled, StepInfo
+from shared.fields import ProtocolError, to_json
+from shared.protocol import (MAX_SEED, BlendMode, GenerateRequest, JobRequest, ReblendRequest,
+                             compose_blend_prompt)
 
+# What the server and CLI catch: the pipeline's own cancellation, under the engine's name.
+JobCancelled = GenerationCancelled
 
-class JobCancelled(Exception):
-    """Raised by ``Engine.run`` when ``cancelled()`` turned true; checked between denoising steps."""
+PREVIEW_SIDE = 128
 
 
 @dataclass
@@ -27,8 +41,9 @@ class StepUpdate:
 
 @dataclass
 class JobResult:
-    """``images``: 'foreground' (RGBA), 'background' (RGB) and, unless blend is none, 'blend' (RGB).
-    ``params``: every parameter as run (seed resolved, model, device, timings), no image payloads."""
+    """``images``: 'foreground' (RGBA), 'background' (RGB) and, unless blend is none, 'blend' (RGB);
+    a re-blend returns 'blend' only. ``params``: every parameter as run (seed resolved, model,
+    device, timings), no image payloads."""
 
     images: dict[str, Image.Image]
     params: dict[str, Any] = field(default_factory=dict)
@@ -42,26 +57,128 @@ StepCallback = Callable[[StepUpdate], None]
 CancelCheck = Callable[[], bool]
 
 
+def architecture_of(model: str) -> Architecture:
+    return TINY if model == "tiny" else SDXL
+
+
+def decode_png(text: str, mode: str) -> Image.Image:
+    image = Image.open(io.BytesIO(base64.b64decode(text)))
+    image.load()
+    return image.convert(mode)
+
+
+def tensor_to_image(image: torch.Tensor) -> Image.Image:
+    array = decoding.to_uint8(image[None])[0]
+    return Image.fromarray(array, "RGBA" if array.shape[-1] == 4 else "RGB")
+
+
+def image_to_tensor(image: Image.Image) -> torch.Tensor:
+    import numpy as np
+
+    return decoding.from_uint8(np.asarray(image))[0]
+
+
 class Engine:
-    """Placeholder contract; the implementation lands with the pipeline (issue 2)."""
+    """Loads a model (``tiny``, ``sdxl`` or a path) and runs generate and re-blend jobs on it."""
 
     def __init__(self, model: str = "tiny", *, device: Optional[str] = None, models_dir: Optional[str] = None):
         self.model = model
         self.device_request = device
         self.models_dir = models_dir
+        self.architecture = architecture_of(model)
+        self.bundle: Optional[ModelBundle] = None
+        self.pipe: Optional[LayerFusionPipeline] = None
+        self._previewer: Optional[LatentPreviewer] = None
+
+    @property
+    def loaded(self) -> bool:
+        return self.pipe is not None
+
+    @property
+    def device_description(self) -> str:
+        return self.bundle.describe_device() if self.bundle is not None else "not loaded"
 
     def load(self) -> None:
-        raise NotImplementedError
+        if self.pipe is not None:
+            return
+        from backend.models.loading import LoadOptions, load_bundle
+
+        self.bundle = load_bundle(LoadOptions(model=self.model, models_dir=self.models_dir,
+                                              device=self.device_request or "auto"))
+        self.architecture = self.bundle.architecture
+        self.pipe = LayerFusionPipeline.from_bundle(self.bundle)
+        self._previewer = LatentPreviewer(self.bundle.vae)
 
     def check(self, request: JobRequest) -> None:
-        raise NotImplementedError
+        """What the protocol cannot know: the model's size limit and its prior layer. Raises
+        ProtocolError naming the field; costs no GPU work."""
+        if isinstance(request, GenerateRequest):
+            width, height, size_field = request.width, request.height, "width"
+        else:
+            (width, height), size_field = request.size, "foreground_png"
+        limit = self.architecture.max_pixels
+        if width * height > limit:
+            raise ProtocolError(
+                "too_large", "%dx%d is too large for the %s model (at most %d pixels)"
+                % (width, height, self.architecture.name, limit), size_field)
+        if request.options.prior_layer and self.pipe is not None:
+            try:
+                check_prior_block(self.pipe.unet, request.options.prior_layer)
+            except ValueError as err:
+                raise ProtocolError("invalid_field", str(err), "options.prior_layer") from None
 
-    def run(
-        self,
-        request: JobRequest,
-        *,
-        on_step: Optional[StepCallback] = None,
-        cancelled: Optional[CancelCheck] = None,
-        preview: bool = False,
-    ) -> JobResult:
-        raise NotImplementedError
+    def run(self, request: JobRequest, *, on_step: Optional[StepCallback] = None,
+            cancelled: Optional[CancelCheck] = None, preview: bool = False) -> JobResult:
+        self.load()
+        self.check(request)
+        assert self.pipe is not None and self.bundle is not None
+        seed = resolve_seed(request.seed)
+        generator = torch.Generator().manual_seed(seed)
+        blend_prompt = compose_blend_prompt(request.foreground_prompt, request.background_prompt,
+                                            request.blend_prompt)
+
+        def report(info: StepInfo) -> None:
+            if on_step is None:
+                return
+            image = None
+            if info.preview_latent is not None and self._previewer is not None:
+                image = self._previewer(info.preview_latent)
+                image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+            on_step(StepUpdate(info.step, info.total, image))
+
+        started = time.perf_counter()
+        common = dict(negative_prompt=request.negative_prompt, num_inference_steps=request.steps,
+                      guidance_scale=request.guidance, options=request.options, generator=generator,
+                      callback_on_step=report, should_cancel=cancelled, preview=preview)
+        if isinstance(request, GenerateRequest):
+            images, info = self._generate(request, blend_prompt, common)
+        else:
+            images, info = self._reblend(request, blend_prompt, common)
+        params = {k: v for k, v in to_json(request).items() if not k.endswith("_png")}
+        params.update(seed=seed, blend_prompt=blend_prompt, model=self.bundle.name,
+                      device=self.device_description, version=__version__,
+                      seconds=round(time.perf_counter() - started, 3), **info)
+        return JobResult(images, params)
+
+    def _generate(self, request: GenerateRequest, blend_prompt: str, common: dict):
+        tta = request.options.transparent_tta
+        if tta is None:
+            tta = self.bundle.device.type == "cuda"
+        out = self.pipe(request.foreground_prompt, request.background_prompt, blend_prompt,
+                        height=request.height, width=request.width, blend=request.blend,
+                        transparent_tta=tta, **common)
+        images = {"foreground": tensor_to_image(out.foreground), "background": tensor_to_image(out.background)}
+        if request.blend is BlendMode.generative:
+            images["blend"] = tensor_to_image(out.blend)
+        elif request.blend is BlendMode.alpha:
+            fg = decoding.to_uint8(out.foreground[None])[0]
+            bg = decoding.to_uint8(out.background[None])[0]
+            images["blend"] = Image.fromarray(decoding.alpha_over(fg, bg), "RGB")
+        return images, dict(out.info, transparent_tta=tta)
+
+    def _reblend(self, request: ReblendRequest, blend_prompt: str, common: dict):
+        foreground = image_to_tensor(decode_png(request.foreground_png, "RGBA"))
+        background = image_to_tensor(decode_png(request.background_png, "RGB"))
+        out = self.pipe.reblend(foreground, background, request.foreground_prompt, request.background_prompt,
+                                blend_prompt, strength=request.strength, **common)
+        return {"blend": tensor_to_image(out.blend)}, out.info

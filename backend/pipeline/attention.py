@@ -1,0 +1,194 @@
+"""The attention processor that turns one SDXL UNet into LayerFusion's three denoisers.
+
+Installed on every attention module for the duration of a pipeline call. Per batched UNet call it
+reads a shared ``FusionState`` that says which rows are which branch, and:
+- adds LayerDiffuse's transparent-attention offsets (low rank) to the foreground rows only, so one
+  UNet serves the foreground and the plain branches (no second UNet in memory);
+- at the prior layer, when armed, records head-averaged attention probabilities of the conditional
+  foreground row (self-attention -> structure prior, cross-attention -> content prior);
+- in self-attention, when masks are set, blends the blend rows per ``blending``.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from backend.models.lowrank import LowRankDelta
+from backend.pipeline.blending import BlendGroup, attention, attention_probabilities, blended_self_attention
+from backend.pipeline.masks import MaskSet
+from shared.protocol import AttentionBlend
+
+PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+@dataclass(frozen=True)
+class RowLayout:
+    """What each row of a batched UNet call is."""
+
+    rows: int
+    delta_rows: tuple[int, ...] = ()  # rows that get the transparent-attention offsets
+    groups: tuple[BlendGroup, ...] = ()  # blend triples, one per guidance half
+    prior_row: int | None = None  # the conditional foreground row, read by the prior capture
+
+
+@dataclass
+class PriorCapture:
+    """Attention probabilities recorded at the prior block during one armed UNet call."""
+
+    block: str
+    armed: bool = False
+    self_probs: torch.Tensor | None = None  # [M, M], heads averaged
+    cross_probs: torch.Tensor | None = None  # [M, T], heads averaged
+
+    @property
+    def complete(self) -> bool:
+        return self.self_probs is not None and self.cross_probs is not None
+
+
+@dataclass
+class FusionState:
+    layout: RowLayout | None = None
+    masks: MaskSet | None = None
+    variant: AttentionBlend = AttentionBlend.shared
+    foreground_update: bool = True
+    capture: PriorCapture | None = None
+    chunk: int | None = None  # attention slicing: queries per slice
+
+
+@dataclass
+class RowDelta:
+    """The low-rank offsets of one attention module's projections."""
+
+    factors: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    scale: float = 1.0
+
+    def project(self, linear: nn.Module, name: str, x: torch.Tensor, rows: tuple[int, ...]) -> torch.Tensor:
+        y = linear(x)
+        pair = self.factors.get(name)
+        if pair is None or not rows:
+            return y
+        up, down = pair
+        idx = list(rows)
+        y[idx] = y[idx] + self.scale * ((x[idx] @ down.t()) @ up.t())
+        return y
+
+
+class LayerFusionAttnProcessor:
+    """A diffusers attention processor (same call signature as ``AttnProcessor2_0``)."""
+
+    def __init__(self, name: str, state: FusionState, delta: RowDelta) -> None:
+        self.name = name
+        self.block = name.rsplit(".", 1)[0]
+        self.is_self = name.endswith("attn1")
+        self.state = state
+        self.delta = delta
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None,
+                 *args, **kwargs) -> torch.Tensor:
+        state = self.state
+        layout = state.layout or RowLayout(rows=hidden_states.shape[0])
+        residual = hidden_states
+        if attn.spatial_norm is not None:
+            hidden_states = attn.spatial_norm(hidden_states, temb)
+        input_ndim = hidden_states.ndim
+        if input_ndim == 4:
+            b, c, height, width = hidden_states.shape
+            hidden_states = hidden_states.view(b, c, height * width).transpose(1, 2)
+        if attn.group_norm is not None:
+            hidden_states = attn.group_norm(hidden_states.transpose(1, 2)).transpose(1, 2)
+        context = hidden_states if encoder_hidden_states is None else encoder_hidden_states
+        if encoder_hidden_states is not None and attn.norm_cross:
+            context = attn.norm_encoder_hidden_states(context)
+
+        rows = layout.delta_rows
+        q = self.delta.project(attn.to_q, "to_q", hidden_states, rows)
+        k = self.delta.project(attn.to_k, "to_k", context, rows)
+        v = self.delta.project(attn.to_v, "to_v", context, rows)
+        batch = q.shape[0]
+        head_dim = k.shape[-1] // attn.heads
+        q, k, v = (t.view(batch, -1, attn.heads, head_dim).transpose(1, 2) for t in (q, k, v))
+        if attn.norm_q is not None:
+            q = attn.norm_q(q)
+        if attn.norm_k is not None:
+            k = attn.norm_k(k)
+
+        capture = state.capture
+        if capture is not None and capture.armed and self.block == capture.block and layout.prior_row is not None:
+            probs = attention_probabilities(q[layout.prior_row], k[layout.prior_row], attn.scale)
+            if self.is_self:
+                capture.self_probs = probs
+            else:
+                capture.cross_probs = probs
+
+        if self.is_self and state.masks is not None and layout.groups:
+            if attention_mask is not None:
+                raise ValueError("LayerFusion blending does not support attention masks in self-attention")
+            soft, hard = state.masks.for_tokens(q.shape[2], q.device, q.dtype)
+            out = blended_self_attention(q, k, v, layout.groups, soft, hard, scale=attn.scale,
+                                         variant=state.variant, foreground_update=state.foreground_update,
+                                         chunk=state.chunk)
+        else:
+            bias = None
+            if attention_mask is not None:
+                bias = attn.prepare_attention_mask(attention_mask, k.shape[2], batch)
+                bias = bias.view(batch, attn.heads, -1, bias.shape[-1])
+            out = attention(q, k, v, attn.scale, bias=bias, chunk=state.chunk)
+
+        out = out.transpose(1, 2).reshape(batch, -1, attn.heads * head_dim).to(q.dtype)
+        out = self.delta.project(attn.to_out[0], "to_out.0", out, rows)
+        out = attn.to_out[1](out)
+        if input_ndim == 4:
+            out = out.transpose(-1, -2).reshape(b, c, height, width)
+        if attn.residual_connection:
+            out = out + residual
+        return out / attn.rescale_output_factor
+
+
+def module_deltas(unet: nn.Module, delta: LowRankDelta) -> dict[str, RowDelta]:
+    """Split the UNet-wide offsets per attention module (``...attn1`` -> its projections)."""
+    per_module: dict[str, RowDelta] = {}
+    for name, module in unet.named_modules():
+        if name.endswith((".attn1", ".attn2")):
+            factors = {p: delta.factors[f"{name}.{p}"] for p in PROJECTIONS if f"{name}.{p}" in delta.factors}
+            per_module[name] = RowDelta(factors, delta.scale)
+    return per_module
+
+
+@contextlib.contextmanager
+def fusion_processors(unet: nn.Module, state: FusionState, deltas: dict[str, RowDelta]) -> Iterator[None]:
+    """Install LayerFusion's processors on every attention module; restore the previous ones after."""
+    previous = unet.attn_processors
+    processors = {}
+    for key in previous:
+        name = key.removesuffix(".processor")
+        processors[key] = LayerFusionAttnProcessor(name, state, deltas.get(name, RowDelta()))
+    unet.set_attn_processor(processors)
+    try:
+        yield
+    finally:
+        unet.set_attn_processor(previous)
+
+
+def default_prior_block(unet: nn.Module) -> str:
+    """The last transformer block of the last cross-attention up block (METHOD.md 1.3).
+
+    On SDXL that is ``up_blocks.1.attentions.2.transformer_blocks.1``; on the tiny model the
+    equivalent block of its only cross-attention up block.
+    """
+    last = None
+    for name, _ in unet.named_modules():
+        if name.startswith("up_blocks.") and name.endswith(".attn1"):
+            last = name.rsplit(".", 1)[0]
+    if last is None:
+        raise ValueError("the UNet has no self-attention in its up blocks")
+    return last
+
+
+def check_prior_block(unet: nn.Module, block: str) -> None:
+    modules = dict(unet.named_modules())
+    if f"{block}.attn1" not in modules or f"{block}.attn2" not in modules:
+        raise ValueError(f"'{block}' is not a transformer block of this UNet (it needs attn1 and attn2)")

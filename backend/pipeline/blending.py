@@ -1,0 +1,108 @@
+"""Attention-level blending of the three branches (METHOD.md 1.6), as pure tensor functions.
+
+Tensors are [rows, heads, tokens, head_dim]. A ``BlendGroup`` names the foreground, background and
+blend rows of one guidance half; masks are per query token ([tokens]) and broadcast over heads and
+channels. The default (``shared``): the blend's queries attend to the foreground's keys and values
+inside the soft mask and to the background's outside it (attention sharing keeps the blend's
+background equal to the background layer); the foreground row then takes the blend's output inside
+the hard mask, so the object layer matches how it appears in the blend.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from shared.protocol import AttentionBlend
+
+MASK_EPS = 1e-4
+
+
+@dataclass(frozen=True)
+class BlendGroup:
+    fg: int
+    bg: int
+    bl: int
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+              bias: torch.Tensor | None = None, chunk: int | None = None) -> torch.Tensor:
+    """softmax(q k^T * scale + bias) v; ``chunk`` bounds memory by slicing the queries."""
+    if chunk is None or q.shape[-2] <= chunk:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=scale)
+    parts = []
+    for start in range(0, q.shape[-2], chunk):
+        b = None if bias is None or bias.shape[-2] == 1 else bias[..., start:start + chunk, :]
+        parts.append(F.scaled_dot_product_attention(q[..., start:start + chunk, :], k, v,
+                                                     attn_mask=bias if b is None else b, scale=scale))
+    return torch.cat(parts, dim=-2)
+
+
+def attention_probabilities(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    """Head-averaged softmax(q k^T * scale) of one row ([heads, N, d] x [heads, T, d] -> [N, T]).
+
+    SDPA never returns probabilities, so the prior layer computes them here, one head at a time to
+    keep the peak at one [N, T] map (4096 x 4096 on SDXL at 1024 px)."""
+    total = None
+    for h in range(q.shape[0]):
+        p = torch.softmax((q[h].float() @ k[h].float().transpose(0, 1)) * scale, dim=-1)
+        total = p if total is None else total + p
+    assert total is not None
+    return total / q.shape[0]
+
+
+def _per_query(mask: torch.Tensor) -> torch.Tensor:
+    return mask.reshape(1, -1, 1)  # broadcast over heads and channels of one row
+
+
+def blended_self_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    groups: tuple[BlendGroup, ...],
+    soft: torch.Tensor,
+    hard: torch.Tensor,
+    *,
+    scale: float,
+    variant: AttentionBlend = AttentionBlend.shared,
+    foreground_update: bool = True,
+    chunk: int | None = None,
+) -> torch.Tensor:
+    """Self-attention of all rows with the blend rows mixed per ``variant`` (see module doc)."""
+    blend_rows = {g.bl for g in groups}
+    plain = [r for r in range(q.shape[0]) if r not in blend_rows]
+    out = torch.empty_like(q)
+    s = _per_query(soft).to(q.dtype)
+
+    if variant is AttentionBlend.shared:
+        # One batched call: the plain rows on their own keys, each blend row on FG and on BG keys.
+        qi = plain + [g.bl for g in groups for _ in range(2)]
+        ki = plain + [r for g in groups for r in (g.fg, g.bg)]
+        o = attention(q[qi], k[ki], v[ki], scale, chunk=chunk)
+        out[plain] = o[: len(plain)]
+        for j, g in enumerate(groups):
+            o_fg, o_bg = o[len(plain) + 2 * j], o[len(plain) + 2 * j + 1]
+            out[g.bl] = s * o_fg + (1 - s) * o_bg
+    elif variant is AttentionBlend.output_mix:
+        out[plain] = attention(q[plain], k[plain], v[plain], scale, chunk=chunk)
+        for g in groups:
+            out[g.bl] = s * out[g.fg] + (1 - s) * out[g.bg]
+    elif variant is AttentionBlend.joint_softmax:
+        out[plain] = attention(q[plain], k[plain], v[plain], scale, chunk=chunk)
+        # The blend attends to a virtual composite: FG keys weighted by the mask, BG keys by its rest.
+        # Self-attention keys sit on the same grid as the queries, so the per-token mask indexes keys.
+        m = soft.float().clamp(MASK_EPS, 1 - MASK_EPS)
+        bias = torch.cat([m.log(), (1 - m).log()]).to(q.dtype).reshape(1, 1, 1, -1)
+        rows = [g.bl for g in groups]
+        keys = torch.cat([k[[g.fg for g in groups]], k[[g.bg for g in groups]]], dim=-2)
+        values = torch.cat([v[[g.fg for g in groups]], v[[g.bg for g in groups]]], dim=-2)
+        out[rows] = attention(q[rows], keys, values, scale, bias=bias, chunk=chunk)
+    else:  # pragma: no cover - enum is exhaustive
+        raise ValueError(f"unknown attention blend {variant}")
+
+    if foreground_update:
+        h = _per_query(hard).to(q.dtype)
+        for g in groups:
+            out[g.fg] = h * out[g.bl] + (1 - h) * out[g.fg]
+    return out

@@ -1,0 +1,290 @@
+"""LayerFusion on diffusers' SDXL pipeline: three branches, one UNet, attention-level blending.
+
+``__call__`` generates a triplet (METHOD.md 1.2-1.7): a restart prior pass on the foreground branch to
+the step nearest 0.8 T reads the priors, the masks are built from them, and the foreground (with
+LayerDiffuse's offsets), background and blend branches then denoise together from the same noise,
+six rows per UNet call with guidance. ``reblend`` re-harmonises an edited pair of layers.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+from diffusers import StableDiffusionXLPipeline
+from diffusers.utils.torch_utils import randn_tensor
+
+from backend.models.bundle import ModelBundle
+from backend.models.lowrank import LowRankDelta
+from backend.pipeline import conditioning, decoding
+from backend.pipeline.attention import (
+    FusionState, PriorCapture, RowDelta, RowLayout, check_prior_block, default_prior_block, fusion_processors,
+    module_deltas)
+from backend.pipeline.blending import BlendGroup
+from backend.pipeline.masks import MaskSet, token_grid
+from backend.pipeline.priors import combine_priors, content_prior, eos_position, minmax, structure_prior
+from backend.pipeline.progress import CancelCheck, GenerationCancelled, StepCallback, StepInfo
+from backend.pipeline.schedulers import make_scheduler, nearest_step
+from shared.protocol import BlendMode, MethodOptions, PriorMode
+
+FG, BG, BL = 0, 1, 2
+
+
+@dataclass
+class LayerFusionOutput:
+    """Images as float tensors in [0, 1], [C, H, W]: foreground RGBA (straight alpha), background and
+    blend RGB (blend is None when not asked for). ``confidence`` is the combined prior on its grid."""
+
+    foreground: Optional[torch.Tensor] = None
+    background: Optional[torch.Tensor] = None
+    blend: Optional[torch.Tensor] = None
+    confidence: Optional[torch.Tensor] = None
+    info: dict = field(default_factory=dict)
+
+
+def branch_layout(branches: int, guided: bool, blending: bool, prior_row: bool = False) -> RowLayout:
+    """Rows ``[FG_u, BG_u, BL_u, FG_c, BG_c, BL_c]`` (unconditional half first), or the conditional
+    half alone without guidance. The foreground rows get the offsets; blending pairs rows within a half."""
+    halves = [0, branches] if guided else [0]
+    rows = branches * len(halves)
+    groups = tuple(BlendGroup(h + FG, h + BG, h + BL) for h in halves) if blending else ()
+    return RowLayout(rows=rows, delta_rows=tuple(h + FG for h in halves), groups=groups,
+                     prior_row=halves[-1] + FG if prior_row else None)
+
+
+class LayerFusionPipeline(StableDiffusionXLPipeline):
+    """SDXL plus LayerDiffuse's transparent parts. Build with ``from_bundle``."""
+
+    transparent_attn: LowRankDelta
+    transparent_decoder: torch.nn.Module
+    transparent_encoder: torch.nn.Module
+    transparent_encoder_scale: float = 1.0
+    attention_chunk: Optional[int] = None  # attention slicing: queries per slice
+
+    @classmethod
+    def from_bundle(cls, bundle: ModelBundle) -> "LayerFusionPipeline":
+        from diffusers import EulerDiscreteScheduler
+
+        pipe = cls(vae=bundle.vae, text_encoder=bundle.text_encoder, text_encoder_2=bundle.text_encoder_2,
+                   tokenizer=bundle.tokenizer, tokenizer_2=bundle.tokenizer_2, unet=bundle.unet,
+                   scheduler=EulerDiscreteScheduler.from_config(bundle.scheduler_config))
+        pipe.set_progress_bar_config(disable=True)
+        pipe.transparent_attn = bundle.transparent_attn
+        pipe.transparent_decoder = bundle.transparent_decoder
+        pipe.transparent_encoder = bundle.transparent_encoder
+        pipe.transparent_encoder_scale = bundle.transparent_encoder_scale
+        pipe._row_deltas = module_deltas(bundle.unet, bundle.transparent_attn)
+        return pipe
+
+    # --- shared pieces ---------------------------------------------------------------------------
+
+    def _unet_eps(self, latents: torch.Tensor, t, cond: conditioning.Conditioning, scheduler,
+                  guidance: float, guided: bool) -> torch.Tensor:
+        """One batched UNet call on ``latents`` (one row per branch), guidance applied per branch."""
+        model_in = torch.cat([latents, latents]) if guided else latents
+        model_in = scheduler.scale_model_input(model_in, t)
+        eps = self.unet(model_in, t, **cond.unet_kwargs(), return_dict=False)[0]
+        if guided:
+            uncond, text = eps.chunk(2)
+            eps = uncond + guidance * (text - uncond)
+        return eps
+
+    @staticmethod
+    def _check_cancel(should_cancel: Optional[CancelCheck]) -> None:
+        if should_cancel is not None and should_cancel():
+            raise GenerationCancelled()
+
+    def _masks_from_capture(self, capture: PriorCapture, latent_size: tuple[int, int], eos: int,
+                            options: MethodOptions) -> tuple[MaskSet, torch.Tensor]:
+        if not capture.complete:
+            raise RuntimeError(f"the prior block '{capture.block}' was not reached during the prior step")
+        tokens = capture.self_probs.shape[0]
+        grid = token_grid(tokens, *latent_size)
+        structure = structure_prior(capture.self_probs)
+        content = minmax(content_prior(capture.cross_probs, eos))
+        confidence = combine_priors(structure, content, options.mask_source).reshape(grid)
+        return MaskSet(confidence, latent_size, options.boundary, options.softness), confidence
+
+    # --- generation --------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def __call__(  # type: ignore[override]
+        self,
+        foreground_prompt: str,
+        background_prompt: str,
+        blend_prompt: str,
+        *,
+        height: int,
+        width: int,
+        negative_prompt: str = "",
+        num_inference_steps: int = 25,
+        guidance_scale: float = 7.0,
+        blend: BlendMode = BlendMode.generative,
+        options: MethodOptions = MethodOptions(),
+        generator: Optional[torch.Generator] = None,
+        callback_on_step: Optional[StepCallback] = None,
+        should_cancel: Optional[CancelCheck] = None,
+        transparent_tta: bool = False,
+        preview: bool = False,
+    ) -> LayerFusionOutput:
+        device, dtype = self.unet.device, self.unet.dtype
+        guided = guidance_scale > 1.0
+        generative = blend is BlendMode.generative
+        branches = 3 if generative else 2
+        prompts = [foreground_prompt, background_prompt, blend_prompt][:branches]
+        encoded = conditioning.encode_branches(self, prompts, negative_prompt, guided, device)
+        ids = conditioning.time_ids(self, height, width, encoded.embeds.dtype, device)
+        latent_size = (height // self.vae_scale_factor, width // self.vae_scale_factor)
+        scheduler = make_scheduler(options.sampler, self.scheduler.config)
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        noise = randn_tensor((1, self.unet.config.in_channels, *latent_size), generator=generator,
+                             device=device, dtype=dtype)
+
+        block = options.prior_layer or default_prior_block(self.unet)
+        check_prior_block(self.unet, block)
+        prior_index = nearest_step(scheduler.timesteps, options.prior_timestep * scheduler.config.num_train_timesteps)
+        restart = generative and options.prior_mode is PriorMode.restart
+        prior_steps = prior_index + 1 if restart else 0
+        total = prior_steps + num_inference_steps
+        eos = eos_position(self.tokenizer(foreground_prompt, max_length=self.tokenizer.model_max_length,
+                                          truncation=True).input_ids, self.tokenizer.eos_token_id)
+        state = FusionState(variant=options.attention_blend, foreground_update=options.foreground_update,
+                            chunk=self.attention_chunk)
+        uncond = list(range(branches)) if guided else []
+        report = _Reporter(callback_on_step, total, preview)
+        confidence = None
+
+        with fusion_processors(self.unet, state, self._row_deltas):
+            if restart:
+                confidence = self._prior_pass(noise, encoded, ids, options, scheduler.config, num_inference_steps,
+                                              prior_index, guidance_scale, guided, block, eos, state, report,
+                                              should_cancel, latent_size)
+            latents = noise.repeat(branches, 1, 1, 1) * scheduler.init_noise_sigma
+            cond = encoded.pick(ids, list(range(branches)), uncond)
+            state.layout = branch_layout(branches, guided, blending=state.masks is not None)
+            for i, t in enumerate(scheduler.timesteps):
+                self._check_cancel(should_cancel)
+                online_prior = generative and not restart and i == prior_index
+                if online_prior:
+                    state.layout = branch_layout(branches, guided, blending=False, prior_row=True)
+                    state.capture = PriorCapture(block, armed=True)
+                eps = self._unet_eps(latents, t, cond, scheduler, guidance_scale, guided)
+                if online_prior:
+                    state.masks, confidence = self._masks_from_capture(state.capture, latent_size, eos, options)
+                    state.capture = None
+                    state.layout = branch_layout(branches, guided, blending=True)
+                latents = scheduler.step(eps, t, latents, return_dict=False)[0]
+                report(StepInfo(prior_steps + i + 1, total, "denoise", int(t)), latents[BL if generative else FG])
+
+        rgb = decoding.decode_rgb(self.vae, latents)
+        foreground = decoding.decode_foreground(self.vae, self.transparent_decoder, latents[FG], rgb[FG],
+                                                tta=transparent_tta)[0]
+        return LayerFusionOutput(foreground=foreground, background=rgb[BG], blend=rgb[BL] if generative else None,
+                                 confidence=confidence,
+                                 info={"prior_block": block, "prior_step": prior_index, "unet_steps": total})
+
+    def _prior_pass(self, noise, encoded, ids, options, scheduler_config, steps, prior_index, guidance, guided,
+                    block, eos, state, report, should_cancel, latent_size):
+        """The foreground branch alone from z_T to the step nearest the prior timestep; the attention
+        of its conditional row at that step gives the masks the full run uses from its first step."""
+        scheduler = make_scheduler(options.sampler, scheduler_config)
+        scheduler.set_timesteps(steps, device=noise.device)
+        latents = noise * scheduler.init_noise_sigma
+        cond = encoded.pick(ids, [FG], [FG] if guided else [])
+        halves = [0, 1] if guided else [0]
+        state.layout = RowLayout(rows=len(halves), delta_rows=tuple(halves), prior_row=halves[-1])
+        for i, t in enumerate(scheduler.timesteps[: prior_index + 1]):
+            self._check_cancel(should_cancel)
+            last = i == prior_index
+            state.capture = PriorCapture(block, armed=True) if last else None
+            eps = self._unet_eps(latents, t, cond, scheduler, guidance, guided)
+            if not last:
+                latents = scheduler.step(eps, t, latents, return_dict=False)[0]
+            report(StepInfo(i + 1, report.total, "prior", int(t)), latents[0])
+        state.masks, confidence = self._masks_from_capture(state.capture, latent_size, eos, options)
+        state.capture = None
+        return confidence
+
+    # --- re-blend ----------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def reblend(
+        self,
+        foreground: torch.Tensor,
+        background: torch.Tensor,
+        foreground_prompt: str,
+        background_prompt: str,
+        blend_prompt: str,
+        *,
+        strength: float = 0.5,
+        negative_prompt: str = "",
+        num_inference_steps: int = 25,
+        guidance_scale: float = 7.0,
+        options: MethodOptions = MethodOptions(),
+        generator: Optional[torch.Generator] = None,
+        callback_on_step: Optional[StepCallback] = None,
+        should_cancel: Optional[CancelCheck] = None,
+        preview: bool = False,
+    ) -> LayerFusionOutput:
+        """A new blend for layers the artist edited: ``foreground`` [4, H, W] RGBA and ``background``
+        [3, H, W] RGB in [0, 1]. The blend starts from their alpha composite re-noised to ``strength``;
+        the FG and BG latents, re-noised to each step's level, guide it through attention sharing, and
+        the given alpha (not a prior) is the mask. FG and BG rows run unguided: 4 rows a step."""
+        if not 0.0 < strength <= 1.0:
+            raise ValueError("strength must be in (0, 1]")
+        device, dtype = self.unet.device, self.unet.dtype
+        height, width = foreground.shape[-2:]
+        guided = guidance_scale > 1.0
+        composite = foreground[:3] * foreground[3:] + background * (1 - foreground[3:])
+        fg0 = decoding.encode_foreground(self.vae, self.transparent_encoder, foreground[None].to(device),
+                                         self.transparent_encoder_scale).to(dtype)
+        bg0, bl0 = decoding.encode_rgb(self.vae, torch.stack([background, composite]).to(device)).to(dtype).chunk(2)
+
+        scheduler = make_scheduler(options.sampler, self.scheduler.config)
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        start = num_inference_steps - min(num_inference_steps, max(1, round(num_inference_steps * strength)))
+        timesteps = scheduler.timesteps[start * scheduler.order:]
+        scheduler.set_begin_index(start * scheduler.order)
+        noise = randn_tensor(bl0.shape, generator=generator, device=device, dtype=dtype)
+        latent = scheduler.add_noise(bl0, noise, timesteps[:1])
+
+        prompts = [foreground_prompt, background_prompt, blend_prompt]
+        encoded = conditioning.encode_branches(self, prompts, negative_prompt, guided, device)
+        ids = conditioning.time_ids(self, height, width, encoded.embeds.dtype, device)
+        cond = encoded.pick(ids, [FG, BG, BL], [BL] if guided else [])
+        # Rows: [FG_c, BG_c, (BL_u,) BL_c]; both blend rows share from the conditional FG and BG rows.
+        if guided:
+            cond = cond.select([1, 2, 0, 3])
+        blend_rows = (2, 3) if guided else (2,)
+        layout = RowLayout(rows=2 + len(blend_rows), delta_rows=(0,), groups=tuple(BlendGroup(0, 1, r) for r in blend_rows))
+        alpha = foreground[3].float().cpu()
+        masks = MaskSet(alpha, (height // self.vae_scale_factor, width // self.vae_scale_factor),
+                        boundary=0.5, softness=0.5)
+        state = FusionState(layout=layout, masks=masks, variant=options.attention_blend, foreground_update=False,
+                            chunk=self.attention_chunk)
+        report = _Reporter(callback_on_step, len(timesteps), preview)
+        with fusion_processors(self.unet, state, self._row_deltas):
+            for i, t in enumerate(timesteps):
+                self._check_cancel(should_cancel)
+                guides = torch.cat([scheduler.add_noise(fg0, noise, t[None]), scheduler.add_noise(bg0, noise, t[None])])
+                rows = torch.cat([guides, latent, latent]) if guided else torch.cat([guides, latent])
+                model_in = scheduler.scale_model_input(rows, t)
+                eps = self.unet(model_in, t, **cond.unet_kwargs(), return_dict=False)[0]
+                eps = eps[2:3] + guidance_scale * (eps[3:4] - eps[2:3]) if guided else eps[2:3]
+                latent = scheduler.step(eps, t, latent, return_dict=False)[0]
+                report(StepInfo(i + 1, len(timesteps), "denoise", int(t)), latent[0])
+        blend = decoding.decode_rgb(self.vae, latent)[0]
+        return LayerFusionOutput(blend=blend, info={"unet_steps": len(timesteps)})
+
+
+class _Reporter:
+    """Calls the step callback, attaching the latent to preview only when a preview was asked for."""
+
+    def __init__(self, callback: Optional[StepCallback], total: int, preview: bool) -> None:
+        self.callback, self.total, self.preview = callback, total, preview
+
+    def __call__(self, info: StepInfo, latent: torch.Tensor) -> None:
+        if self.callback is not None:
+            if self.preview:
+                info.preview_latent = latent
+            self.callback(info)
