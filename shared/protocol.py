@@ -304,6 +304,13 @@ class JobStatus:
 
 
 @dataclass
+class JobList:
+    """Answer of GET /v1/jobs: the most recent jobs, newest first."""
+
+    jobs: List[JobStatus] = spec(default_factory=list, doc="Jobs, newest first.")
+
+
+@dataclass
 class ProgressEvent:
     """One denoising step done (Server-Sent Event 'progress')."""
 

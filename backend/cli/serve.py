@@ -1,0 +1,81 @@
+"""``python -m backend serve``: run the HTTP server until interrupted."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from backend.server.config import ConfigError, ServerConfig, default_output_dir
+from shared.protocol import DEFAULT_HOST, DEFAULT_PORT
+
+log = logging.getLogger(__name__)
+
+# Printed on stdout once the socket is bound; launchers (tests, the plugin) read the port from it.
+READY_LINE = "LayerFusion backend listening on http://%s:%d"
+
+
+def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+    parser = subparsers.add_parser("serve", help="run the HTTP server the Krita plugin talks to")
+    parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 = any free one (default %(default)s)")
+    parser.add_argument("--model", default="sdxl", help="tiny, sdxl, a diffusers folder, a .safetensors file or a hub id")
+    parser.add_argument("--models-dir", default=None, help="where model files are kept")
+    parser.add_argument("--output-dir", type=Path, default=None, help="results folder (default %s)" % default_output_dir())
+    parser.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' (needed off loopback)")
+    parser.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: the best there is)")
+    parser.add_argument("--max-queue", type=int, default=32, help="jobs that may wait before 429 (default %(default)s)")
+    parser.add_argument("--no-previews", action="store_true", help="send no preview images with progress")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        model=args.model,
+        models_dir=args.models_dir,
+        output_dir=args.output_dir or default_output_dir(),
+        token=args.token,
+        max_queue=args.max_queue,
+        device=args.device,
+        previews=not args.no_previews,
+    )
+    try:
+        config.validate()
+    except ConfigError as err:
+        print("error: %s" % err, file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(_serve(config))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _serve(config: ServerConfig) -> None:
+    from backend.server.app import create_app  # imports torch; keep `--help` fast
+
+    app = create_app(config)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, config.host, config.port)
+    await site.start()
+    port = runner.addresses[0][1] if runner.addresses else config.port
+    print(READY_LINE % (config.host, port), flush=True)
+    log.info("results go to %s; model %s loads in the background", config.output_dir, config.model)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except NotImplementedError:  # Windows: Ctrl+C arrives as KeyboardInterrupt instead
+            pass
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,53 @@
+"""The aiohttp application: middlewares, routes, and the job service's start and stop."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import AsyncIterator, Optional
+
+from aiohttp import web
+
+from backend.pipeline.engine import Engine
+from backend.server.auth import make_auth_middleware
+from backend.server.config import ServerConfig
+from backend.server.errors import error_middleware
+from backend.server.routes import CONFIG, SERVICE, add_routes
+from backend.server.service import JobService
+from backend.server.store import ResultStore
+from shared.protocol import MAX_UPLOAD_BYTES
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: ServerConfig, engine: Optional[Engine] = None) -> web.Application:
+    """The server for ``config``. ``engine`` defaults to one built from the config's model and device;
+    it is loaded in the worker thread once the app starts, so the server answers health at once."""
+    config.validate()
+    if engine is None:
+        engine = Engine(config.model, device=config.device, models_dir=config.models_dir)
+    # The error middleware is outermost, so auth refusals come out as JSON too.
+    app = web.Application(
+        middlewares=[error_middleware, make_auth_middleware(config.token)],
+        client_max_size=MAX_UPLOAD_BYTES,
+    )
+    app[CONFIG] = config
+    add_routes(app)
+
+    async def service_context(app: web.Application) -> AsyncIterator[None]:
+        service = JobService(
+            engine,
+            ResultStore(config.output_dir),
+            asyncio.get_running_loop(),
+            max_queue=config.max_queue,
+            model_name=config.model,
+            token_required=bool(config.token),
+            previews=config.previews,
+        )
+        app[SERVICE] = service
+        service.start()
+        yield
+        # Stopping joins the worker thread; keep the loop free meanwhile.
+        await asyncio.get_running_loop().run_in_executor(None, service.stop)
+
+    app.cleanup_ctx.append(service_context)
+    return app

@@ -1,0 +1,57 @@
+"""Everything the server is started with; built by ``python -m backend serve`` or by tests."""
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from shared.protocol import DEFAULT_HOST, DEFAULT_PORT
+
+
+def default_output_dir() -> Path:
+    """Where results go unless told otherwise: LAYERFUSION_OUTPUT, else a folder in the home dir."""
+    env = os.environ.get("LAYERFUSION_OUTPUT")
+    return Path(env) if env else Path.home() / "LayerFusion" / "outputs"
+
+
+class ConfigError(ValueError):
+    """The server must not start with this configuration."""
+
+
+@dataclass
+class ServerConfig:
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    model: str = "sdxl"
+    models_dir: Optional[str] = None
+    output_dir: Path = Path("outputs")
+    token: Optional[str] = None
+    # Jobs waiting (not counting the running one) before POST /v1/jobs answers 429.
+    max_queue: int = 32
+    device: Optional[str] = None
+    # Ask the engine for a small preview image with every step, sent on the event stream.
+    previews: bool = True
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError("port %d is outside 0..65535" % self.port)
+        if self.max_queue < 1:
+            raise ConfigError("max_queue must be at least 1")
+        if self.token is not None and not self.token.strip():
+            raise ConfigError("the token must not be empty")
+        if not is_loopback(self.host) and not self.token:
+            # Anyone on the network could otherwise drive the GPU and read every result.
+            raise ConfigError(
+                "refusing to listen on %r without a token: pass --token (or listen on 127.0.0.1)" % self.host
+            )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything

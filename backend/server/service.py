@@ -1,0 +1,140 @@
+"""The job service the HTTP handlers call: submit, look up, list, cancel, health, restore from disk."""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import List, Optional
+
+from backend import __version__
+from backend.pipeline.engine import Engine, resolve_seed
+from backend.server.jobs import (
+    Job,
+    JobBook,
+    ModelUnavailable,
+    QueueFull,
+    ended,
+    interrupted,
+    new_job_id,
+    request_params,
+)
+from backend.server.store import ResultStore
+from backend.server.worker import Worker
+from shared.protocol import Health, JobKind, JobRequest, JobState, JobStatus, ServerState
+
+log = logging.getLogger(__name__)
+
+
+class JobService:
+    def __init__(
+        self,
+        engine: Engine,
+        store: ResultStore,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        max_queue: int,
+        model_name: str,
+        token_required: bool,
+        previews: bool = True,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.max_queue = max_queue
+        self.model_name = model_name
+        self.token_required = token_required
+        self.book = JobBook(loop)
+        self.worker = Worker(engine, store, self.book, previews=previews)
+
+    def start(self) -> None:
+        self.restore()
+        self.worker.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+    def restore(self) -> None:
+        """Loads earlier jobs from the output folder so their results stay reachable by id."""
+        count = 0
+        for record in self.store.read_records():
+            try:
+                job = Job.from_record(record)
+            except (KeyError, TypeError, ValueError) as err:
+                log.warning("skipping job record %s: %s", record.get("id"), err)
+                continue
+            if not job.state.final:
+                outcome = interrupted(job)
+                self.store.write_record(job.id, job.record(outcome))
+                self.book.finish(job, outcome)
+            self.book.add(job)
+            count += 1
+        if count:
+            log.info("restored %d earlier jobs from %s", count, self.store.root)
+
+    # -- requests ----------------------------------------------------------------------------
+    def submit(self, request: JobRequest) -> Job:
+        if self.book.health == ServerState.error:
+            raise ModelUnavailable("model_unavailable", self.book.load_error or "the model is not available")
+        if self.worker.waiting() >= self.max_queue:
+            raise QueueFull(
+                "queue_full",
+                "the queue is full (%d jobs waiting); try again when a job has finished" % self.max_queue,
+            )
+        # The seed is fixed now, so the record on disk says how to reproduce the job from the start.
+        request.seed = resolve_seed(request.seed)
+        job = Job(
+            id=new_job_id(),
+            kind=JobKind(request.kind),
+            params=request_params(request),
+            created=time.time(),
+            request=request,
+            total=request.steps,
+        )
+        self.store.write_record(job.id, job.record())
+        self.book.add(job)
+        self.worker.enqueue(job)
+        return job
+
+    def get(self, job_id: str) -> Optional[Job]:
+        return self.book.jobs.get(job_id)
+
+    def status(self, job: Job) -> JobStatus:
+        position = self.worker.position(job) if job.state == JobState.queued else None
+        return job.status(position)
+
+    def recent(self, limit: int) -> List[JobStatus]:
+        return [self.status(job) for job in self.book.recent(limit)]
+
+    def cancel(self, job: Job) -> JobStatus:
+        if job.state.final:
+            return self.status(job)
+        job.cancel.set()
+        if self.worker.withdraw(job):
+            # Still waiting: it never reaches the engine. Record it, then tell the listeners.
+            outcome = ended(job, JobState.cancelled)
+            self.store.write_record(job.id, job.record(outcome))
+            self.book.finish(job, outcome)
+        # A running job stops at the engine's next step; its listeners hear 'cancelled' then.
+        return self.status(job)
+
+    def health(self) -> Health:
+        busy = 1 if self.worker.busy() else 0
+        return Health(
+            state=self.book.health,
+            version=__version__,
+            device=describe_device(self.engine),
+            model=self.model_name,
+            queue_length=self.worker.waiting() + busy,
+            error=self.book.load_error if self.book.health == ServerState.error else None,
+            auth=self.token_required,
+        )
+
+
+def describe_device(engine: Engine) -> str:
+    """The engine's own description once loaded (e.g. 'cuda:0 (float16)'), else what was asked for."""
+    describe = getattr(engine, "describe_device", None)
+    if callable(describe):
+        try:
+            return str(describe())
+        except Exception:  # not loaded yet
+            pass
+    return str(getattr(engine, "device_request", None) or "auto")

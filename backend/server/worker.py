@@ -1,0 +1,191 @@
+"""The one worker thread: it owns the Engine, loads the model, and runs jobs in arrival order.
+
+The event loop never runs model code; it hands jobs over through ``enqueue`` and reads their news
+from the JobBook. Cancel is cooperative: ``Engine.run`` polls the job's cancel flag between steps.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from typing import Any, Deque, Optional
+
+from PIL import Image
+
+from backend.pipeline.engine import Engine, JobCancelled, JobResult, StepUpdate
+from backend.server.jobs import Job, JobBook, Outcome, ended
+from backend.server.store import ResultStore
+from shared.fields import ProtocolError
+from shared.protocol import ErrorInfo, JobState, ReblendRequest, ServerState
+
+log = logging.getLogger(__name__)
+
+PREVIEW_SIDE = 128
+
+
+def encode_preview(image: Image.Image) -> str:
+    """A small base64 PNG for the event stream: a few kB, so progress events stay cheap."""
+    small = image.copy()
+    small.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    buffer = io.BytesIO()
+    small.save(buffer, format="PNG", compress_level=1)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+class Worker:
+    def __init__(self, engine: Engine, store: ResultStore, book: JobBook, previews: bool = True) -> None:
+        self.engine = engine
+        self.store = store
+        self.book = book
+        self.previews = previews
+        self._pending: Deque[Job] = deque()
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._current: Optional[Job] = None
+        self._thread = threading.Thread(target=self._main, name="layerfusion-worker", daemon=True)
+
+    # -- loop side ---------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread.start()
+
+    def enqueue(self, job: Job) -> None:
+        with self._cond:
+            self._pending.append(job)
+            self._cond.notify()
+
+    def withdraw(self, job: Job) -> bool:
+        """Takes a job out of the queue; False when the worker already took it (or it never was)."""
+        with self._cond:
+            try:
+                self._pending.remove(job)
+            except ValueError:
+                return False
+            return True
+
+    def position(self, job: Job) -> Optional[int]:
+        with self._cond:
+            try:
+                return self._pending.index(job)
+            except ValueError:
+                return None
+
+    def waiting(self) -> int:
+        with self._cond:
+            return len(self._pending)
+
+    def busy(self) -> bool:
+        return self._current is not None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        with self._cond:
+            self._stopping = True
+            current = self._current
+            self._cond.notify_all()
+        if current is not None:
+            current.cancel.set()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.warning("the worker did not stop within %.0f s; leaving it to exit with the process", timeout)
+
+    # -- worker thread -----------------------------------------------------------------------
+    def _main(self) -> None:
+        load_error = self._load()
+        while True:
+            with self._cond:
+                while not self._pending and not self._stopping:
+                    self._cond.wait()
+                if self._stopping:
+                    return
+                job = self._pending.popleft()
+                self._current = job
+            try:
+                if load_error is not None:
+                    outcome = self._failed(job, ErrorInfo(code="model_error", message=load_error))
+                else:
+                    outcome = self._run(job)
+                self._record(job, outcome)
+            except Exception:
+                # Never let one job take the worker down: the next jobs must still run.
+                error_id = uuid.uuid4().hex[:12]
+                log.exception("error %s while finishing job %s", error_id, job.id)
+                outcome = self._failed(job, ErrorInfo(code="internal", message="internal error %s" % error_id))
+            finally:
+                with self._cond:
+                    self._current = None
+            self.book.post(self.book.finish, job, outcome)
+
+    def _load(self) -> Optional[str]:
+        started = time.perf_counter()
+        try:
+            self.engine.load()
+        except Exception as err:
+            log.exception("the model %r could not be loaded", getattr(self.engine, "model", "?"))
+            message = "the model could not be loaded: %s: %s" % (type(err).__name__, _short(err))
+            self.book.post(self.book.set_health, ServerState.error, message)
+            return message
+        log.info("model loaded in %.1f s", time.perf_counter() - started)
+        self.book.post(self.book.set_health, ServerState.ready, None)
+        return None
+
+    def _run(self, job: Job) -> Outcome:
+        if job.cancel.is_set() or job.request is None:
+            return ended(job, JobState.cancelled)
+        self.book.post(self.book.started, job)
+        if isinstance(job.request, ReblendRequest):
+            for name in ("foreground", "background"):
+                payload = getattr(job.request, name + "_png")
+                self.store.write_input(job.id, name, base64.b64decode(payload))
+
+        def on_step(update: StepUpdate) -> None:
+            preview = encode_preview(update.preview) if update.preview is not None else None
+            self.book.post(self.book.progress, job, update.step, update.total, preview)
+
+        try:
+            result = self.engine.run(
+                job.request, on_step=on_step, cancelled=job.cancel.is_set, preview=self.previews
+            )
+        except JobCancelled:
+            return ended(job, JobState.cancelled)
+        except ProtocolError as err:
+            return self._failed(job, ErrorInfo(code=err.code, message=err.message, field=err.field))
+        except Exception as err:
+            error_id = uuid.uuid4().hex[:12]
+            log.exception("error %s: job %s failed", error_id, job.id)
+            message = "%s: %s (error id %s)" % (type(err).__name__, _short(err), error_id)
+            return self._failed(job, ErrorInfo(code="job_failed", message=message))
+        return self._done(job, result)
+
+    def _done(self, job: Job, result: JobResult) -> Outcome:
+        # The PNGs and the record go to disk before anyone hears "done".
+        names = self.store.write_images(job.id, result.images)
+        params = dict(job.params)
+        params.update(_jsonable(result.params))
+        return Outcome(state=JobState.done, finished=time.time(), params=params, images=names)
+
+    def _failed(self, job: Job, error: ErrorInfo) -> Outcome:
+        return Outcome(state=JobState.failed, finished=time.time(), params=job.params, error=error)
+
+    def _record(self, job: Job, outcome: Outcome) -> None:
+        self.store.write_record(job.id, job.record(outcome))
+
+
+def _short(err: BaseException, limit: int = 300) -> str:
+    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
+    return text[:limit]
+
+
+def _jsonable(value: Any) -> Any:
+    """Engine params as JSON: numbers, strings and containers pass, anything else becomes text."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if hasattr(value, "value") and isinstance(getattr(value, "value"), (str, int)):
+        return value.value  # enums
+    return str(value)
