@@ -24,7 +24,7 @@ X-Python-2-Compatible=false
 Name=LayerFusion
 Comment=Layered foreground/background/blend generation
 """
-STAND_IN_INIT = '"""Stand-in for the LayerFusion plugin (krita_plugin/ is not in this checkout yet)."""\n'
+STAND_IN_INIT = "from ._shared import protocol  # stand-in: krita_plugin/ is not in this checkout yet\n"
 
 
 @dataclass
