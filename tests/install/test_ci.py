@@ -51,3 +51,10 @@ def test_every_install_option_the_readme_names_exists() -> None:
     assert {"--dev", "--zip", "--models", "--uninstall", "--plugin-only"} <= options
     for option in options:
         assert option in help_text, option
+
+
+def test_install_py_is_python_3_8_syntax() -> None:
+    """install.py must start on an old system python3 (to build the zip, or say it needs 3.10)."""
+    import ast
+
+    ast.parse((REPO / "install.py").read_text(), feature_version=(3, 8))
