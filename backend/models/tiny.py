@@ -94,14 +94,15 @@ def write_tokenizer(folder: Path, pad_token: str) -> None:
     }))
 
 
-def build_components(seed: int = 0) -> dict:
-    """Deterministic random SDXL-shaped components, in memory."""
+def build_components(seed: int = 0, unet_overrides: dict | None = None) -> dict:
+    """Deterministic random SDXL-shaped components, in memory. ``unet_overrides`` widens the UNet
+    (the benchmarks use a 30 M-parameter one)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     text_config = CLIPTextConfig(**{**TEXT_CONFIG, "vocab_size": len(tiny_vocabulary())})
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**UNET_CONFIG)
+    unet = UNet2DConditionModel(**{**UNET_CONFIG, **(unet_overrides or {})})
     torch.manual_seed(seed + 1)
     vae = AutoencoderKL(**VAE_CONFIG)
     torch.manual_seed(seed + 2)
@@ -155,11 +156,11 @@ def build_transparent(unet: torch.nn.Module, seed: int = 0):
     return LowRankDelta(factors), decoder, encoder
 
 
-def build_bundle(seed: int = 0):
+def build_bundle(seed: int = 0, unet_overrides: dict | None = None):
     """The whole tiny model in memory (the loader writes it to disk and reads it back the real way)."""
     from backend.models.bundle import TINY, ModelBundle
 
-    parts = build_components(seed)
+    parts = build_components(seed, unet_overrides)
     delta, decoder, encoder = build_transparent(parts["unet"], seed)
     for module in (parts["unet"], parts["vae"], parts["text_encoder"], parts["text_encoder_2"], decoder, encoder):
         module.eval().requires_grad_(False)

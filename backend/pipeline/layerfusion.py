@@ -18,7 +18,7 @@ from backend.models.bundle import ModelBundle
 from backend.models.lowrank import LowRankDelta
 from backend.pipeline import conditioning, decoding
 from backend.pipeline.attention import (
-    FusionState, PriorCapture, RowDelta, RowLayout, check_prior_block, default_prior_block, fusion_processors,
+    FusionState, PriorCapture, RowLayout, check_prior_block, default_prior_block, fusion_processors,
     module_deltas)
 from backend.pipeline.blending import BlendGroup
 from backend.pipeline.masks import MaskSet, token_grid
@@ -94,17 +94,6 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         if should_cancel is not None and should_cancel():
             raise GenerationCancelled()
 
-    def _masks_from_capture(self, capture: PriorCapture, latent_size: tuple[int, int], eos: int,
-                            options: MethodOptions) -> tuple[MaskSet, torch.Tensor]:
-        if not capture.complete:
-            raise RuntimeError(f"the prior block '{capture.block}' was not reached during the prior step")
-        tokens = capture.self_probs.shape[0]
-        grid = token_grid(tokens, *latent_size)
-        structure = structure_prior(capture.self_probs)
-        content = minmax(content_prior(capture.cross_probs, eos))
-        confidence = combine_priors(structure, content, options.mask_source).reshape(grid)
-        return MaskSet(confidence, latent_size, options.boundary, options.softness), confidence
-
     # --- generation --------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -127,83 +116,91 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         transparent_tta: bool = False,
         preview: bool = False,
     ) -> LayerFusionOutput:
-        device, dtype = self.unet.device, self.unet.dtype
+        device = self.unet.device
         guided = guidance_scale > 1.0
         generative = blend is BlendMode.generative
         branches = 3 if generative else 2
         prompts = [foreground_prompt, background_prompt, blend_prompt][:branches]
         encoded = conditioning.encode_branches(self, prompts, negative_prompt, guided, device)
-        ids = conditioning.time_ids(self, height, width, encoded.embeds.dtype, device)
-        latent_size = (height // self.vae_scale_factor, width // self.vae_scale_factor)
         scheduler = make_scheduler(options.sampler, self.scheduler.config)
         scheduler.set_timesteps(num_inference_steps, device=device)
-        noise = randn_tensor((1, self.unet.config.in_channels, *latent_size), generator=generator,
-                             device=device, dtype=dtype)
-
         block = options.prior_layer or default_prior_block(self.unet)
         check_prior_block(self.unet, block)
         prior_index = nearest_step(scheduler.timesteps, options.prior_timestep * scheduler.config.num_train_timesteps)
         restart = generative and options.prior_mode is PriorMode.restart
         prior_steps = prior_index + 1 if restart else 0
-        total = prior_steps + num_inference_steps
-        eos = eos_position(self.tokenizer(foreground_prompt, max_length=self.tokenizer.model_max_length,
-                                          truncation=True).input_ids, self.tokenizer.eos_token_id)
-        state = FusionState(variant=options.attention_blend, foreground_update=options.foreground_update,
-                            chunk=self.attention_chunk)
-        uncond = list(range(branches)) if guided else []
-        report = _Reporter(callback_on_step, total, preview)
-        confidence = None
+        run = _Run(
+            encoded=encoded, time_ids=conditioning.time_ids(self, height, width, encoded.embeds.dtype, device),
+            options=options, steps=num_inference_steps, guidance=guidance_scale, guided=guided,
+            latent_size=(height // self.vae_scale_factor, width // self.vae_scale_factor), block=block,
+            eos=eos_position(self.tokenizer(foreground_prompt, max_length=self.tokenizer.model_max_length,
+                                            truncation=True).input_ids, self.tokenizer.eos_token_id),
+            state=FusionState(variant=options.attention_blend, foreground_update=options.foreground_update,
+                              chunk=self.attention_chunk),
+            report=_Reporter(callback_on_step, prior_steps + num_inference_steps, preview),
+            should_cancel=should_cancel)
+        noise = randn_tensor((1, self.unet.config.in_channels, *run.latent_size), generator=generator,
+                             device=device, dtype=self.unet.dtype)
+        state = run.state
 
         with fusion_processors(self.unet, state, self._row_deltas):
             if restart:
-                confidence = self._prior_pass(noise, encoded, ids, options, scheduler.config, num_inference_steps,
-                                              prior_index, guidance_scale, guided, block, eos, state, report,
-                                              should_cancel, latent_size)
+                self._prior_pass(run, noise, prior_index)
             latents = noise.repeat(branches, 1, 1, 1) * scheduler.init_noise_sigma
-            cond = encoded.pick(ids, list(range(branches)), uncond)
+            cond = encoded.pick(run.time_ids, list(range(branches)), list(range(branches)) if guided else [])
             state.layout = branch_layout(branches, guided, blending=state.masks is not None)
             for i, t in enumerate(scheduler.timesteps):
                 self._check_cancel(should_cancel)
                 online_prior = generative and not restart and i == prior_index
-                if online_prior:
+                if online_prior:  # the FG row's attention at this step, then blending from here on
                     state.layout = branch_layout(branches, guided, blending=False, prior_row=True)
                     state.capture = PriorCapture(block, armed=True)
                 eps = self._unet_eps(latents, t, cond, scheduler, guidance_scale, guided)
                 if online_prior:
-                    state.masks, confidence = self._masks_from_capture(state.capture, latent_size, eos, options)
-                    state.capture = None
+                    self._set_masks(run)
                     state.layout = branch_layout(branches, guided, blending=True)
                 latents = scheduler.step(eps, t, latents, return_dict=False)[0]
-                report(StepInfo(prior_steps + i + 1, total, "denoise", int(t)), latents[BL if generative else FG])
+                run.report(StepInfo(prior_steps + i + 1, run.report.total, "denoise", int(t)),
+                           latents[BL if generative else FG])
 
         rgb = decoding.decode_rgb(self.vae, latents)
         foreground = decoding.decode_foreground(self.vae, self.transparent_decoder, latents[FG], rgb[FG],
                                                 tta=transparent_tta)[0]
         return LayerFusionOutput(foreground=foreground, background=rgb[BG], blend=rgb[BL] if generative else None,
-                                 confidence=confidence,
-                                 info={"prior_block": block, "prior_step": prior_index, "unet_steps": total})
+                                 confidence=run.confidence,
+                                 info={"prior_block": block, "prior_step": prior_index, "unet_steps": run.report.total})
 
-    def _prior_pass(self, noise, encoded, ids, options, scheduler_config, steps, prior_index, guidance, guided,
-                    block, eos, state, report, should_cancel, latent_size):
+    def _prior_pass(self, run: "_Run", noise: torch.Tensor, prior_index: int) -> None:
         """The foreground branch alone from z_T to the step nearest the prior timestep; the attention
         of its conditional row at that step gives the masks the full run uses from its first step."""
-        scheduler = make_scheduler(options.sampler, scheduler_config)
-        scheduler.set_timesteps(steps, device=noise.device)
+        scheduler = make_scheduler(run.options.sampler, self.scheduler.config)
+        scheduler.set_timesteps(run.steps, device=noise.device)
         latents = noise * scheduler.init_noise_sigma
-        cond = encoded.pick(ids, [FG], [FG] if guided else [])
-        halves = [0, 1] if guided else [0]
-        state.layout = RowLayout(rows=len(halves), delta_rows=tuple(halves), prior_row=halves[-1])
+        cond = run.encoded.pick(run.time_ids, [FG], [FG] if run.guided else [])
+        halves = (0, 1) if run.guided else (0,)
+        run.state.layout = RowLayout(rows=len(halves), delta_rows=halves, prior_row=halves[-1])
         for i, t in enumerate(scheduler.timesteps[: prior_index + 1]):
-            self._check_cancel(should_cancel)
+            self._check_cancel(run.should_cancel)
             last = i == prior_index
-            state.capture = PriorCapture(block, armed=True) if last else None
-            eps = self._unet_eps(latents, t, cond, scheduler, guidance, guided)
+            run.state.capture = PriorCapture(run.block, armed=True) if last else None
+            eps = self._unet_eps(latents, t, cond, scheduler, run.guidance, run.guided)
             if not last:
                 latents = scheduler.step(eps, t, latents, return_dict=False)[0]
-            report(StepInfo(i + 1, report.total, "prior", int(t)), latents[0])
-        state.masks, confidence = self._masks_from_capture(state.capture, latent_size, eos, options)
-        state.capture = None
-        return confidence
+            run.report(StepInfo(i + 1, run.report.total, "prior", int(t)), latents[0])
+        self._set_masks(run)
+
+    @staticmethod
+    def _set_masks(run: "_Run") -> None:
+        """Priors from the capture → confidence on the prior layer's grid → the run's masks."""
+        capture = run.state.capture
+        if capture is None or not capture.complete:
+            raise RuntimeError(f"the prior block '{run.block}' was not reached during the prior step")
+        grid = token_grid(capture.self_probs.shape[0], *run.latent_size)
+        structure = structure_prior(capture.self_probs)
+        content = minmax(content_prior(capture.cross_probs, run.eos))
+        run.confidence = combine_priors(structure, content, run.options.mask_source).reshape(grid)
+        run.state.masks = MaskSet(run.confidence, run.latent_size, run.options.boundary, run.options.softness)
+        run.state.capture = None
 
     # --- re-blend ----------------------------------------------------------------------------------
 
@@ -275,6 +272,25 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
                 report(StepInfo(i + 1, len(timesteps), "denoise", int(t)), latent[0])
         blend = decoding.decode_rgb(self.vae, latent)[0]
         return LayerFusionOutput(blend=blend, info={"unet_steps": len(timesteps)})
+
+
+@dataclass
+class _Run:
+    """What one generation's steps share."""
+
+    encoded: conditioning.BranchPrompts
+    time_ids: torch.Tensor
+    options: MethodOptions
+    steps: int
+    guidance: float
+    guided: bool
+    latent_size: tuple[int, int]
+    block: str
+    eos: int
+    state: FusionState
+    report: "_Reporter"
+    should_cancel: Optional[CancelCheck]
+    confidence: Optional[torch.Tensor] = None
 
 
 class _Reporter:

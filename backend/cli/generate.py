@@ -1,0 +1,153 @@
+"""``python -m backend generate`` and ``reblend``: the pipeline without Krita, files in a folder."""
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from shared.fields import ProtocolError
+from shared.protocol import (AttentionBlend, BlendMode, MaskSource, PriorMode, Sampler, parse_job_request)
+
+LAYER_NAMES = {"blend": "Blend", "foreground": "Foreground", "background": "Background"}
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    gen = sub.add_parser("generate", help="foreground RGBA + background + blend from two prompts")
+    gen.add_argument("--fg", required=True, help="foreground prompt")
+    gen.add_argument("--bg", required=True, help="background prompt")
+    gen.add_argument("--blend", default="generative", choices=[m.value for m in BlendMode])
+    gen.add_argument("--size", default=None, help="WxH, multiples of 8 (default: the model's own size)")
+    _common(gen)
+    gen.set_defaults(func=run_generate)
+
+    re = sub.add_parser("reblend", help="a new blend for a moved foreground over a background")
+    re.add_argument("--foreground", required=True, type=Path, help="RGBA PNG as it now lies on the canvas")
+    re.add_argument("--background", required=True, type=Path, help="RGB PNG of the same size")
+    re.add_argument("--fg", required=True, help="foreground prompt")
+    re.add_argument("--bg", required=True, help="background prompt")
+    re.add_argument("--strength", type=float, default=0.5, help="share of the steps re-run, in (0, 1]")
+    _common(re)
+    re.set_defaults(func=run_reblend)
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--blend-prompt", default="", help="default: '<fg>, <bg>'")
+    parser.add_argument("--negative", default="", help="negative prompt")
+    parser.add_argument("--model", default="tiny", help="tiny (offline, paints noise), sdxl, or a path")
+    parser.add_argument("--models-dir", default=None, help="a models folder (ComfyUI layout understood)")
+    parser.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--guidance", type=float, default=7.0)
+    parser.add_argument("--seed", type=int, default=None, help="default: random (written to params.json)")
+    method = parser.add_argument_group("method options")
+    method.add_argument("--mask-source", choices=[m.value for m in MaskSource])
+    method.add_argument("--boundary", type=float, help="mask threshold tau")
+    method.add_argument("--softness", type=float, help="soft decision boundary coefficient kappa")
+    method.add_argument("--prior-mode", choices=[m.value for m in PriorMode])
+    method.add_argument("--prior-layer", help="transformer block giving the priors")
+    method.add_argument("--attention-blend", choices=[m.value for m in AttentionBlend])
+    method.add_argument("--sampler", choices=[m.value for m in Sampler])
+    method.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                        help="8-way median in the transparent decoder (default: on GPU only)")
+
+
+def _options(args: argparse.Namespace) -> dict[str, Any]:
+    names = {"mask_source": "mask_source", "boundary": "boundary", "softness": "softness",
+             "prior_mode": "prior_mode", "prior_layer": "prior_layer", "attention_blend": "attention_blend",
+             "sampler": "sampler", "tta": "transparent_tta"}
+    return {key: getattr(args, arg) for arg, key in names.items() if getattr(args, arg) is not None}
+
+
+def _base(args: argparse.Namespace) -> dict[str, Any]:
+    data = {"foreground_prompt": args.fg, "background_prompt": args.bg, "blend_prompt": args.blend_prompt,
+            "negative_prompt": args.negative, "steps": args.steps, "guidance": args.guidance,
+            "options": _options(args)}
+    if args.seed is not None:
+        data["seed"] = args.seed
+    return data
+
+
+def _read_png(path: Path, field: str) -> str:
+    try:
+        return base64.b64encode(path.read_bytes()).decode("ascii")
+    except OSError as err:
+        raise ProtocolError("invalid_file", f"cannot read {path}: {err.strerror}", field) from None
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from backend.models.bundle import SDXL, TINY
+
+    try:
+        if args.size:
+            width, height = _parse_size(args.size)
+        else:
+            width, height = (TINY if args.model == "tiny" else SDXL).default_size
+        request = parse_job_request({**_base(args), "kind": "generate", "blend": args.blend,
+                                     "width": width, "height": height})
+    except ProtocolError as err:
+        return _fail(err)
+    return _run(args, request)
+
+
+def run_reblend(args: argparse.Namespace) -> int:
+    try:
+        request = parse_job_request({**_base(args), "kind": "reblend", "strength": args.strength,
+                                     "foreground_png": _read_png(args.foreground, "foreground_png"),
+                                     "background_png": _read_png(args.background, "background_png")})
+    except ProtocolError as err:
+        return _fail(err)
+    return _run(args, request)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise ProtocolError("invalid_field", f"size must look like 1024x1024; got {text!r}", "size") from None
+    return width, height
+
+
+def _run(args: argparse.Namespace, request) -> int:
+    from tqdm import tqdm
+
+    from backend.export.openraster import write_openraster
+    from backend.pipeline.engine import Engine
+
+    engine = Engine(args.model, device=args.device, models_dir=args.models_dir)
+    try:
+        engine.check(request)  # before loading anything: size limits are known per architecture
+        print(f"loading model '{args.model}'…", file=sys.stderr)
+        engine.load()
+        engine.check(request)
+    except ProtocolError as err:
+        return _fail(err)
+    bar = tqdm(desc=request.kind.value, unit="step", file=sys.stderr)
+
+    def on_step(update) -> None:
+        bar.total = update.total
+        bar.update(update.step - bar.n)
+
+    try:
+        result = engine.run(request, on_step=on_step)
+    finally:
+        bar.close()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, image in result.images.items():
+        image.save(args.out / f"{name}.png")
+    (args.out / "params.json").write_text(json.dumps(result.params, indent=2) + "\n")
+    if len(result.images) > 1:
+        order = [n for n in ("blend", "foreground", "background") if n in result.images]
+        write_openraster(args.out / "layers.ora", [(LAYER_NAMES[n], result.images[n]) for n in order])
+    print(f"wrote {', '.join(sorted(p.name for p in args.out.iterdir()))} to {args.out} "
+          f"(seed {result.params['seed']}, {result.params['seconds']} s on {result.params['device']})")
+    return 0
+
+
+def _fail(err: ProtocolError) -> int:
+    where = f" ({err.field})" if err.field else ""
+    print(f"error{where}: {err.message}", file=sys.stderr)
+    return 2

@@ -1,0 +1,79 @@
+"""``python -m backend generate`` / ``reblend`` end to end, as a user runs them."""
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+import zipfile
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
+
+
+def backend(*args):
+    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen")
+    result = backend("generate", "--fg", "a glass of water", "--bg", "a wooden table", "--size", "64x64",
+                     "--steps", "3", "--seed", "11", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "3/4" in result.stderr or "4/4" in result.stderr  # the progress bar counted the steps
+    return out
+
+
+def test_generate_writes_layers_params_and_openraster(generated):
+    assert {p.name for p in generated.iterdir()} == {"foreground.png", "background.png", "blend.png",
+                                                     "params.json", "layers.ora"}
+    fg = Image.open(generated / "foreground.png")
+    assert fg.mode == "RGBA" and fg.size == (64, 64)
+    assert np.asarray(fg)[..., 3].std() > 1
+    params = json.loads((generated / "params.json").read_text())
+    assert params["seed"] == 11 and params["steps"] == 3 and params["model"] == "tiny"
+    with zipfile.ZipFile(generated / "layers.ora") as ora:
+        first = ora.infolist()[0]
+        assert first.filename == "mimetype" and first.compress_type == zipfile.ZIP_STORED
+        assert ora.read("mimetype") == b"image/openraster"
+        stack = ET.fromstring(ora.read("stack.xml"))
+        layers = stack.findall("./stack/layer")
+        assert [l.get("name") for l in layers] == ["Blend", "Foreground", "Background"]
+        assert (stack.get("w"), stack.get("h")) == ("64", "64")
+        with ora.open(layers[1].get("src")) as f:
+            assert np.array_equal(np.asarray(Image.open(f)), np.asarray(fg))
+
+
+def test_reblend_writes_a_new_blend(generated, tmp_path):
+    result = backend("reblend", "--foreground", str(generated / "foreground.png"), "--background",
+                     str(generated / "background.png"), "--fg", "a glass of water", "--bg", "a wooden table",
+                     "--steps", "4", "--strength", "0.5", "--seed", "2", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert {p.name for p in tmp_path.iterdir()} == {"blend.png", "params.json"}
+    assert Image.open(tmp_path / "blend.png").size == (64, 64)
+    assert json.loads((tmp_path / "params.json").read_text())["strength"] == 0.5
+
+
+@pytest.mark.parametrize("args,field", [
+    (["generate", "--fg", "", "--bg", "b"], "foreground_prompt"),
+    (["generate", "--fg", "a", "--bg", "b", "--size", "65x64"], "width"),
+    (["generate", "--fg", "a", "--bg", "b", "--size", "big"], "size"),
+    (["generate", "--fg", "a", "--bg", "b", "--size", "2048x2048"], "width"),
+    (["generate", "--fg", "a", "--bg", "b", "--steps", "0"], "steps"),
+    (["reblend", "--foreground", "missing.png", "--background", "missing.png", "--fg", "a", "--bg", "b"],
+     "foreground_png"),
+])
+def test_bad_input_exits_with_the_field_named(args, field, tmp_path):
+    result = backend(*args, "--out", str(tmp_path / "x"))
+    assert result.returncode == 2
+    assert f"error ({field}):" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "x").exists()
+
+
+def test_reblend_refuses_rgb_foreground(generated, tmp_path):
+    result = backend("reblend", "--foreground", str(generated / "background.png"), "--background",
+                     str(generated / "background.png"), "--fg", "a", "--bg", "b", "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and "error (foreground_png): 'foreground_png' must be an RGBA PNG" in result.stderr

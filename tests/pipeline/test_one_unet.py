@@ -1,0 +1,64 @@
+"""One UNet for all branches: the per-row offsets equal a separately merged UNet."""
+import torch
+
+from backend.pipeline.attention import (FusionState, PriorCapture, RowLayout, default_prior_block,
+                                        fusion_processors, module_deltas)
+from backend.pipeline.blending import attention_probabilities
+
+
+def unet_inputs(rows, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    sample = torch.randn(rows, 4, 8, 8, generator=g)
+    context = torch.randn(rows, 77, 64, generator=g)
+    pooled = torch.randn(rows, 32, generator=g)
+    ids = torch.tensor([[64.0, 64, 0, 0, 64, 64]]).repeat(rows, 1)
+    return sample, dict(encoder_hidden_states=context, added_cond_kwargs={"text_embeds": pooled, "time_ids": ids})
+
+
+@torch.no_grad()
+def test_row_offsets_equal_merged_unet(tiny_bundle):
+    unet, delta = tiny_bundle.unet, tiny_bundle.transparent_attn
+    merged = delta.merged_copy(unet)
+    sample, kwargs = unet_inputs(3)
+    state = FusionState(layout=RowLayout(rows=3, delta_rows=(0, 2)))
+    with fusion_processors(unet, state, module_deltas(unet, delta)):
+        batched = unet(sample, 500, **kwargs).sample
+    plain = unet(sample, 500, **kwargs).sample
+    fg = merged(sample, 500, **kwargs).sample
+    assert torch.allclose(batched[[0, 2]], fg[[0, 2]], atol=1e-5)
+    assert torch.allclose(batched[1], plain[1], atol=1e-5)
+    assert not torch.allclose(fg, plain, atol=1e-3)  # the offsets really change the output
+    # The processors are gone afterwards: the UNet is plain again.
+    assert type(next(iter(unet.attn_processors.values()))).__name__ != "LayerFusionAttnProcessor"
+
+
+@torch.no_grad()
+def test_prior_capture_records_head_mean_probabilities(tiny_bundle):
+    unet = tiny_bundle.unet
+    block = default_prior_block(unet)
+    assert block == "up_blocks.0.attentions.2.transformer_blocks.1"
+    sample, kwargs = unet_inputs(2, seed=1)
+    capture = PriorCapture(block, armed=True)
+    seen = {}
+
+    def spy(module, args, kwargs_, output):  # the attention's own input, to recompute by hand
+        seen[module] = (args[0] if args else kwargs_["hidden_states"], kwargs_.get("encoder_hidden_states"))
+
+    modules = dict(unet.named_modules())
+    hooks = [modules[f"{block}.{a}"].register_forward_hook(spy, with_kwargs=True) for a in ("attn1", "attn2")]
+    state = FusionState(layout=RowLayout(rows=2, prior_row=1), capture=capture)
+    try:
+        with fusion_processors(unet, state, {}):
+            unet(sample, 800, **kwargs)
+    finally:
+        for h in hooks:
+            h.remove()
+    for name, probs in (("attn1", capture.self_probs), ("attn2", capture.cross_probs)):
+        attn = modules[f"{block}.{name}"]
+        hidden, context = seen[attn]
+        context = hidden if context is None else context
+        q = attn.to_q(hidden[1]).reshape(-1, attn.heads, attn.inner_dim // attn.heads).transpose(0, 1)
+        k = attn.to_k(context[1]).reshape(-1, attn.heads, attn.inner_dim // attn.heads).transpose(0, 1)
+        assert torch.allclose(probs, attention_probabilities(q, k, attn.scale), atol=1e-6)
+        assert torch.allclose(probs.sum(-1), torch.ones(probs.shape[0]), atol=1e-5)
+    assert capture.self_probs.shape == (16, 16) and capture.cross_probs.shape == (16, 77)
