@@ -4,8 +4,9 @@ Nothing here blocks: every request returns at once and reports through a callbac
 Krita keeps painting while a job runs. Errors become plain sentences for the docker.
 """
 import json
+import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 from .qt import (
     CONNECTION_REFUSED,
@@ -80,6 +81,11 @@ class Api(QObject):
         self.nam = QNetworkAccessManager(self)
         self.base_url = base_url.rstrip("/")
         self.token = token
+        self._deadlines: Dict[int, Tuple[Any, float]] = {}
+        self._timed_out: Dict[int, bool] = {}
+        self._sweeper = QTimer(self)
+        self._sweeper.setInterval(250)
+        self._sweeper.timeout.connect(self._sweep)
 
     def request(self, path: str) -> QNetworkRequest:
         req = QNetworkRequest(QUrl(self.base_url + path))
@@ -101,24 +107,31 @@ class Api(QObject):
         return self._watch(self.nam.deleteResource(self.request(path)), done, SHORT_TIMEOUT_MS)
 
     def _watch(self, reply: Any, done: Callable[[HttpResult], None], timeout_ms: int) -> Any:
-        # A timer instead of setTransferTimeout: that needs Qt 5.15, older Krita builds ship 5.12.
-        timer = QTimer(reply)
-        timer.setSingleShot(True)
-        timed_out: List[bool] = []
-
-        def expire() -> None:
-            timed_out.append(True)
-            reply.abort()
+        # One sweeping timer owned by the Api rather than a QTimer per reply: a Python slot on a
+        # timer parented to a reply crashed Krita 5.1's Python (3.11, Debian PyQt 5.15.9) when it
+        # fired. Also avoids setTransferTimeout, which needs Qt 5.15 (older Krita builds ship 5.12).
+        self._deadlines[id(reply)] = (reply, time.monotonic() + timeout_ms / 1000.0)
+        if not self._sweeper.isActive():
+            self._sweeper.start()
 
         def finished() -> None:
-            timer.stop()
-            done(self.result_of(reply, bool(timed_out)))
+            self._deadlines.pop(id(reply), None)
+            timed_out = self._timed_out.pop(id(reply), False)
+            done(self.result_of(reply, timed_out))
             reply.deleteLater()
 
-        timer.timeout.connect(expire)
         reply.finished.connect(finished)
-        timer.start(timeout_ms)
         return reply
+
+    def _sweep(self) -> None:
+        now = time.monotonic()
+        for key, (reply, deadline) in list(self._deadlines.items()):
+            if now >= deadline:
+                self._deadlines.pop(key, None)
+                self._timed_out[key] = True
+                reply.abort()  # emits finished, which reports the timeout
+        if not self._deadlines:
+            self._sweeper.stop()
 
     def result_of(self, reply: Any, timed_out: bool = False) -> HttpResult:
         status = reply.attribute(HTTP_STATUS) or 0
@@ -164,7 +177,7 @@ class HealthMonitor(QObject):
         if self._busy:
             return
         self._busy = True
-        self.api.get(protocol.API_PREFIX + "/health", self._answer, timeout_ms=3000)
+        self.api.get(protocol.API_PREFIX + "/health", self._answer, timeout_ms=5000)
 
     def _answer(self, result: HttpResult) -> None:
         self._busy = False

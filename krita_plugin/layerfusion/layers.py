@@ -87,10 +87,17 @@ def member(doc: Any, group: Any, role: str) -> Optional[Any]:
 
 # ---- the document side the controller drives -----------------------------------------------
 class KritaDocuments:
-    """Implements the controller's document side with Krita's Python API."""
+    """Implements the controller's document side with Krita's Python API.
+
+    ``document`` pins one document (scripts, kritarunner, which has no active window); by default
+    the active view's document is used.
+    """
+
+    def __init__(self, document: Optional[Any] = None) -> None:
+        self.document = document
 
     def active(self) -> Any:
-        doc = Krita.instance().activeDocument()
+        doc = self.document if self.document is not None else Krita.instance().activeDocument()
         if doc is None:
             raise UserError("Open or create a document first.")
         return doc

@@ -5,7 +5,7 @@ little-endian machine, so conversions are a format change and a memcpy.
 """
 from typing import Any, Callable, Optional, Set, Tuple
 
-from .qt import QBuffer, QByteArray, QImage, QIODevice, QObject, QRunnable, Qt, QThreadPool, pyqtSignal
+from .qt import QBuffer, QByteArray, QImage, QIODevice, QObject, QRunnable, Qt, QThreadPool, QTimer, pyqtSignal
 
 
 class ImageError(ValueError):
@@ -104,7 +104,8 @@ def in_background(work: Callable[[], Any], done: Callable[[Any, Optional[BaseExc
     _live.add(relay)
 
     def deliver(result: Any, error: Optional[BaseException]) -> None:
-        _live.discard(relay)
+        # Dropping the last reference here would delete the relay inside its own signal: crash.
+        QTimer.singleShot(0, lambda: _live.discard(relay))
         done(result, error)
 
     relay.done.connect(deliver)
