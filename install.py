@@ -234,13 +234,13 @@ def install_plugin(target: KritaTarget, files: Dict[str, bytes], report: Report)
     rc_state = old.get("kritarc")
     if not rc_state or rc_state.get("path") != str(target.kritarc):
         before = read_bytes(target.kritarc)
-        text = before.decode("utf-8") if before is not None else ""
+        text = before.decode("utf-8", "surrogateescape") if before is not None else ""
         rc_state = {"path": str(target.kritarc), "previous": kritarc_get(text), "created_file": before is None,
                     "created_section": kritarc_section(text.splitlines())[0] is None,
                     "created_dirs": missing_dirs(target.kritarc.parent)}
     before = read_bytes(target.kritarc)
-    text = before.decode("utf-8") if before is not None else ""
-    write_if_changed(target.kritarc, kritarc_set(text, "true").encode("utf-8"), report,
+    text = before.decode("utf-8", "surrogateescape") if before is not None else ""
+    write_if_changed(target.kritarc, kritarc_set(text, "true").encode("utf-8", "surrogateescape"), report,
                      "{}  [{}] {}=true".format(target.kritarc, SECTION, KEY))
     manifest = {"version": 1, "repo": str(REPO), "files": sorted(files), "created_dirs": created_dirs,
                 "kritarc": rc_state}
@@ -273,13 +273,14 @@ def uninstall_plugin(target: KritaTarget, report: Report) -> None:
     rc_path = Path(rc.get("path", str(target.kritarc)))
     before = read_bytes(rc_path)
     if before is not None:
-        restored = kritarc_set(before.decode("utf-8"), rc.get("previous"), bool(rc.get("created_section")))
+        current = before.decode("utf-8", "surrogateescape")
+        restored = kritarc_set(current, rc.get("previous"), bool(rc.get("created_section")))
         if rc.get("created_file") and not restored.strip():
             rc_path.unlink()
             report.did("removed", rc_path)
             remove_empty_dirs([Path(d) for d in rc.get("created_dirs", [])], report)
-        elif restored != before.decode("utf-8"):
-            rc_path.write_bytes(restored.encode("utf-8"))
+        elif restored != current:
+            rc_path.write_bytes(restored.encode("utf-8", "surrogateescape"))  # byte for byte
             was = rc.get("previous")
             report.did("restored", "{}  [{}] {}".format(
                 rc_path, SECTION, KEY + "=" + was if was is not None else KEY + " removed"))

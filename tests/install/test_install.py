@@ -106,3 +106,13 @@ def test_krita_dir_override(installer, home, tmp_path: Path) -> None:
     assert (resources / "pykrita" / "layerfusion" / "__init__.py").is_file()
     assert not home.pykrita.exists()
     assert read_kritarc(home.kritarc)["python"]["enable_layerfusion"] == "true"
+
+
+def test_kritarc_bytes_that_are_not_utf8_survive(installer, home) -> None:
+    home.config.mkdir()
+    original = b"[General]\nName=caf\xe9\n\n[python]\nenable_other=true\n"
+    home.kritarc.write_bytes(original)
+    installer.run(home, "--plugin-only")
+    assert b"Name=caf\xe9\n" in home.kritarc.read_bytes()
+    installer.run(home, "--plugin-only", "--uninstall")
+    assert home.kritarc.read_bytes() == original
