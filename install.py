@@ -235,7 +235,8 @@ def install_plugin(target: KritaTarget, files: Dict[str, bytes], report: Report)
     if not rc_state or rc_state.get("path") != str(target.kritarc):
         before = read_bytes(target.kritarc)
         text = before.decode("utf-8", "surrogateescape") if before is not None else ""
-        rc_state = {"path": str(target.kritarc), "previous": kritarc_get(text), "created_file": before is None,
+        rc_state = {"path": str(target.kritarc), "previous": kritarc_get(text),
+                    "created_file": before is None,
                     "created_section": kritarc_section(text.splitlines())[0] is None,
                     "created_dirs": missing_dirs(target.kritarc.parent)}
     before = read_bytes(target.kritarc)
@@ -385,7 +386,8 @@ def setup_environment(args: argparse.Namespace, venv: Path, report: Report) -> N
 
 
 def check_torch(python: Path, variant: str, report: Report) -> None:
-    code = ("import torch, json; m = getattr(torch.backends, 'mps', None); print(json.dumps([torch.__version__, "
+    code = ("import torch, json; m = getattr(torch.backends, 'mps', None); "
+            "print(json.dumps([torch.__version__, "
             "torch.cuda.is_available(), bool(m and m.is_available())]))")
     result = subprocess.run([str(python), "-c", code], stdout=subprocess.PIPE, universal_newlines=True)
     if result.returncode:
@@ -400,7 +402,8 @@ def check_torch(python: Path, variant: str, report: Report) -> None:
 def download_models(venv: Path, name: str, report: Report) -> None:
     python = venv_python(venv)
     base = [str(python), "-m", "backend", "models"]
-    probe = subprocess.run(base + ["--help"], cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    probe = subprocess.run(base + ["--help"], cwd=str(REPO),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if probe.returncode:
         report.problem("this checkout's backend has no 'models' command yet, so the {} weights were not "
                        "downloaded. Later: {} -m backend models download {}".format(name, python, name))
@@ -414,7 +417,8 @@ def download_models(venv: Path, name: str, report: Report) -> None:
 
 # ---------------------------------------------------------------- command line
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description="Set up LayerFusion for Krita: backend environment + Krita plugin.")
+    p = argparse.ArgumentParser(
+        description="Set up LayerFusion for Krita: backend environment + Krita plugin.")
     p.add_argument("--venv", default=str(REPO / ".venv"), help="backend environment (default: .venv here)")
     p.add_argument("--torch", choices=["auto", "cpu", "cuda", "mps"], default="auto",
                    help="torch build: auto = CUDA with an NVIDIA GPU, MPS on Apple silicon, else CPU")
@@ -484,7 +488,8 @@ def print_next(venv: Path, args: argparse.Namespace, report: Report) -> None:
     print("  - try it without Krita:  {}{} -m backend generate --fg \"a glass of water\" "
           "--bg \"a wooden table\" --out outputs/first".format(cd, rel))
     if not args.models:
-        print("  - the offline default is the tiny test model, which paints NOISE; for real pictures on a GPU:"
+        print("  - the offline default is the tiny test model, which paints NOISE;"
+              " for real pictures on a GPU:"
               "  python3 install.py --models sdxl")
     for problem in report.problems:
         print("  - fix: " + problem)

@@ -51,7 +51,8 @@ class KritaHome:
 
     def env(self) -> Dict[str, str]:
         env = dict(os.environ)
-        env.update(HOME=str(self.root / "home"), XDG_DATA_HOME=str(self.data), XDG_CONFIG_HOME=str(self.config))
+        env.update(HOME=str(self.root / "home"), XDG_DATA_HOME=str(self.data),
+                   XDG_CONFIG_HOME=str(self.config))
         return env
 
     def snapshot(self) -> Dict[str, Tuple[str, int]]:

@@ -13,7 +13,8 @@ import pytest
 
 pytestmark = pytest.mark.krita
 HERE = Path(__file__).resolve().parent
-needs_kritarunner = pytest.mark.skipif(shutil.which("kritarunner") is None, reason="kritarunner not installed")
+needs_kritarunner = pytest.mark.skipif(shutil.which("kritarunner") is None,
+                                       reason="kritarunner not installed")
 
 
 def run_bounded(command: List[str], env: Dict[str, str], cwd: Path, limit: float = 150) -> Tuple[str, bool]:
@@ -84,7 +85,8 @@ def test_krita_window_loads_the_enabled_plugin_at_start(installer, home) -> None
         "[Desktop Entry]\nType=Service\nServiceTypes=Krita/PythonPlugin\nX-KDE-Library=lfprobe\n"
         "X-Python-2-Compatible=false\nName=LayerFusion test probe\n")
     rc = home.kritarc.read_text()  # install.py enabled layerfusion; the test enables its probe beside it
-    home.kritarc.write_text(rc.replace("enable_layerfusion=true\n", "enable_layerfusion=true\nenable_lfprobe=true\n"))
+    home.kritarc.write_text(rc.replace("enable_layerfusion=true\n",
+                                       "enable_layerfusion=true\nenable_lfprobe=true\n"))
     assert "enable_lfprobe=true" in home.kritarc.read_text()
     out = home.root / "gui.json"
     env = home.env()
