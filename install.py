@@ -365,6 +365,8 @@ def setup_environment(args: argparse.Namespace, venv: Path, report: Report) -> N
         report.did("unchanged", "torch {} ({})".format(TORCH_VERSION, variant))
     else:
         attempts = torch_attempts(variant, index)
+        if stamp.get("torch"):  # another build is in place; pip would call it "already satisfied"
+            attempts = [a + ["--force-reinstall", "--no-deps"] for a in attempts]
         if not any(pip(python, a, quiet=i < len(attempts) - 1) for i, a in enumerate(attempts)):
             sys.exit("install.py: torch {} could not be installed ({} build); see pip's message above."
                      .format(TORCH_VERSION, variant))
