@@ -6,10 +6,9 @@
     python3 install.py --plugin-only   # just the Krita plugin
     python3 install.py --models sdxl   # ... and download the real SDXL + LayerDiffuse weights
     python3 install.py --zip           # dist/layerfusion-krita-plugin.zip for Krita's importer
-    python3 install.py --uninstall     # take back what an earlier run put in place
+    python3 install.py --uninstall     # take back what earlier runs put in place (also restores kritarc)
 
-Running it twice changes nothing the second time: files are compared by hash and pip is skipped while
-a stamp of the requirements' hash in the environment still matches.
+Idempotent: files are compared by hash, pip is skipped while the venv's requirements stamp matches.
 """
 from __future__ import annotations
 
