@@ -58,3 +58,17 @@ def test_install_py_is_python_3_8_syntax() -> None:
     import ast
 
     ast.parse((REPO / "install.py").read_text(), feature_version=(3, 8))
+
+
+def test_readme_api_table_matches_the_servers_openapi() -> None:
+    """Every request the README's API table names is one the server documents, and none is left out."""
+    from backend.server.openapi import openapi_document
+
+    section = (REPO / "README.md").read_text().split("## HTTP API in brief")[1].split("\n## ")[0]
+    named = set()
+    for method, path in re.findall(r"^\| `(GET|POST|DELETE) (/v1/[^`]*)`", section, re.M):
+        path = re.sub(r"\{foreground\\?\|background\\?\|blend\}", "{name}", path)
+        named.add((method.lower(), path))
+    documented = {(method, path) for path, ops in openapi_document()["paths"].items()
+                  for method in ops if method in ("get", "post", "delete")}
+    assert named == documented
