@@ -1,7 +1,7 @@
 """What a loaded model consists of, as the pipeline consumes it."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -45,6 +45,13 @@ class ModelBundle:
     transparent_encoder_scale: float = 1.0
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
+    # Memory options chosen at load (backend.models.loading.LoadOptions). With cpu_offload the modules
+    # stay in RAM and the pipeline moves each onto ``device`` only while it runs.
+    cpu_offload: bool = False
+    vae_tiling: bool = False
+    attention_slicing: bool = False
+    # Where each part came from, for logs and /v1/models.
+    sources: dict = field(default_factory=dict)
 
     @property
     def parameter_bytes(self) -> int:

@@ -14,7 +14,7 @@ from diffusers.models.unets.unet_2d_blocks import UNetMidBlock2D, get_down_block
 from torch import nn
 
 FULL_DECODER_CHANNELS = (32, 32, 64, 128, 256, 512, 512)
-TINY_DECODER_CHANNELS = (8, 8, 16, 16, 32, 32, 32)
+TINY_DECODER_CHANNELS = (8, 8, 16, 24, 32, 40, 40)  # every published key name, at tiny width
 FULL_ENCODER_CHANNELS = (32, 64, 128, 256)
 TINY_ENCODER_CHANNELS = (8, 16, 16, 32)
 

@@ -28,6 +28,8 @@ from backend.pipeline.schedulers import make_scheduler, nearest_step
 from shared.protocol import BlendMode, MethodOptions, PriorMode
 
 FG, BG, BL = 0, 1, 2
+# Attention slicing: queries per slice (a 1024² SDXL image has 4096 at its finest attention level).
+SLICE_QUERIES = 1024
 
 
 @dataclass
@@ -59,7 +61,7 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
     transparent_decoder: torch.nn.Module
     transparent_encoder: torch.nn.Module
     transparent_encoder_scale: float = 1.0
-    attention_chunk: Optional[int] = None  # attention slicing: queries per slice
+    attention_chunk: Optional[int] = None
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> "LayerFusionPipeline":
@@ -73,7 +75,17 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         pipe.transparent_decoder = bundle.transparent_decoder
         pipe.transparent_encoder = bundle.transparent_encoder
         pipe.transparent_encoder_scale = bundle.transparent_encoder_scale
-        pipe._row_deltas = module_deltas(bundle.unet, bundle.transparent_attn)
+        delta = bundle.transparent_attn
+        if bundle.cpu_offload:
+            # diffusers moves each registered model to the GPU while it runs; the offsets must already be
+            # there for the UNet's foreground rows, and the transparent parts are small enough to stay.
+            pipe.enable_model_cpu_offload(device=bundle.device)
+            delta = delta.to(bundle.device)
+            bundle.transparent_decoder.to(bundle.device)
+            bundle.transparent_encoder.to(bundle.device)
+        if bundle.attention_slicing:
+            pipe.attention_chunk = SLICE_QUERIES
+        pipe._row_deltas = module_deltas(bundle.unet, delta)
         return pipe
 
     # --- shared pieces ---------------------------------------------------------------------------
@@ -116,7 +128,7 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         transparent_tta: bool = False,
         preview: bool = False,
     ) -> LayerFusionOutput:
-        device = self.unet.device
+        device = self._execution_device
         guided = guidance_scale > 1.0
         generative = blend is BlendMode.generative
         branches = 3 if generative else 2
@@ -229,7 +241,7 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         the given alpha (not a prior) is the mask. FG and BG rows run unguided: 4 rows a step."""
         if not 0.0 < strength <= 1.0:
             raise ValueError("strength must be in (0, 1]")
-        device, dtype = self.unet.device, self.unet.dtype
+        device, dtype = self._execution_device, self.unet.dtype
         height, width = foreground.shape[-2:]
         guided = guidance_scale > 1.0
         composite = foreground[:3] * foreground[3:] + background * (1 - foreground[3:])

@@ -62,3 +62,19 @@ def test_prior_capture_records_head_mean_probabilities(tiny_bundle):
         assert torch.allclose(probs, attention_probabilities(q, k, attn.scale), atol=1e-6)
         assert torch.allclose(probs.sum(-1), torch.ones(probs.shape[0]), atol=1e-5)
     assert capture.self_probs.shape == (16, 16) and capture.cross_probs.shape == (16, 77)
+
+
+@torch.no_grad()
+def test_attention_slicing_gives_the_same_triplet(tiny_bundle):
+    from dataclasses import replace
+
+    from backend.pipeline.layerfusion import SLICE_QUERIES, LayerFusionPipeline
+
+    whole = LayerFusionPipeline.from_bundle(tiny_bundle)
+    sliced = LayerFusionPipeline.from_bundle(replace(tiny_bundle, attention_slicing=True))
+    assert sliced.attention_chunk == SLICE_QUERIES and whole.attention_chunk is None
+    sliced.attention_chunk = 16  # the 64x64 test image has 64 queries at its finest level: 4 slices
+    run = lambda pipe: pipe("a", "b", "a, b", height=64, width=64, num_inference_steps=2,  # noqa: E731
+                            generator=torch.Generator().manual_seed(0))
+    a, b = run(whole), run(sliced)
+    assert torch.allclose(a.blend, b.blend, atol=1e-4) and torch.allclose(a.foreground, b.foreground, atol=1e-4)

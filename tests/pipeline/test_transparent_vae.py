@@ -59,3 +59,10 @@ def test_pad_rgb_keeps_visible_and_fills_invisible():
     # The only visible colour is red, so the fill is red too.
     red = torch.tensor([1.0, 0, 0]).reshape(1, 3, 1, 1).expand(1, 3, 8, 16)
     assert torch.allclose(padded[..., 8:, :], red, atol=1e-5)
+
+
+def test_tiny_decoder_has_every_published_key_name():
+    with torch.device("meta"):
+        full = TransparentVAEDecoder(FULL_DECODER_CHANNELS).state_dict()
+        tiny = TransparentVAEDecoder(TINY_DECODER_CHANNELS).state_dict()
+    assert list(tiny) == list(full)
