@@ -18,3 +18,7 @@ def layerfusion_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
     path = str(tmp_path_factory.mktemp("layerfusion-cache"))
     os.environ["LAYERFUSION_CACHE"] = path
     return path
+
+
+# The real backend on loopback, shared by the server and plugin tests.
+from tests.support.fixtures import live_backend  # noqa: E402,F401

@@ -66,7 +66,8 @@ async def _serve(config: ServerConfig) -> None:
     site = web.TCPSite(runner, config.host, config.port)
     await site.start()
     port = runner.addresses[0][1] if runner.addresses else config.port
-    print(READY_LINE % (config.host, port), flush=True)
+    host = "[%s]" % config.host if ":" in config.host else config.host  # IPv6 literals need brackets
+    print(READY_LINE % (host, port), flush=True)
     log.info("results go to %s; model %s loads in the background", config.output_dir, config.model)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -1,19 +1,19 @@
-"""What GET /v1/models lists: the presets and the model being served."""
+"""What GET /v1/models lists: the presets, whether their files are here, and the model being served.
+
+Availability comes from backend.models.catalog (the same look-up ``python -m backend models list``
+does); it reads file headers, so the handler runs this in a thread.
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import List, Optional
 
+from backend.models import catalog
 from shared.protocol import ModelInfo, ModelList
-
-PRESETS = {
-    "tiny": "Tiny SDXL-shaped model with random weights: paints noise, fast, offline; for tests.",
-    "sdxl": "SDXL base with the LayerDiffuse transparency files (the artist's default).",
-}
 
 
 def model_kind(name: str) -> str:
-    if name in PRESETS:
+    if name in catalog.PRESETS:
         return "preset"
     path = Path(name).expanduser()
     if path.is_dir():
@@ -23,27 +23,33 @@ def model_kind(name: str) -> str:
     return "hub"
 
 
+def _sdxl_available(models_dir: Optional[Path]) -> bool:
+    base = catalog.sdxl_in_cache() is not None or bool(catalog.sdxl_checkpoints(models_dir))
+    return base and catalog.layerdiffuse_files(models_dir) is not None
+
+
+def _available(name: str, kind: str, models_dir: Optional[Path]) -> bool:
+    if name == "tiny":
+        return True  # written on first use
+    if name == "sdxl":
+        return _sdxl_available(models_dir)
+    if kind == "hub":
+        return catalog.cached_file(name, "model_index.json") is not None
+    return Path(name).expanduser().exists()
+
+
 def model_list(loaded: str, models_dir: Optional[str]) -> ModelList:
-    names: List[str] = list(PRESETS)
+    folder = Path(models_dir).expanduser() if models_dir else None
+    names: List[str] = list(catalog.PRESETS)
     if loaded not in names:
         names.append(loaded)
     models = []
     for name in names:
         kind = model_kind(name)
-        if kind == "preset":
-            # The tiny model is written on first use; sdxl needs its downloaded files.
-            available = name == "tiny" or (models_dir is not None and Path(models_dir).expanduser().is_dir())
-        elif kind == "hub":
-            available = True  # resolved from the local Hugging Face cache when loading
-        else:
-            available = Path(name).expanduser().exists()
-        models.append(
-            ModelInfo(
-                name=name,
-                kind=kind,
-                available=available,
-                loaded=name == loaded,
-                description=PRESETS.get(name, "Model at %s" % name),
-            )
-        )
+        try:
+            available = _available(name, kind, folder)
+        except (OSError, ValueError):
+            available = False  # an unreadable folder or a name the hub cache cannot take
+        models.append(ModelInfo(name=name, kind=kind, available=available, loaded=name == loaded,
+                                description=catalog.PRESETS.get(name, "model at %s" % name)))
     return ModelList(models=models, loaded=loaded)

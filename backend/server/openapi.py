@@ -12,6 +12,8 @@ from backend import __version__
 from shared.fields import json_schema
 from shared.protocol import (
     API_PREFIX,
+    EVENT_PROGRESS,
+    EVENT_STATUS,
     IMAGE_NAMES,
     MAX_UPLOAD_BYTES,
     PROTOCOL_VERSION,
@@ -30,6 +32,12 @@ MESSAGES = (
     GenerateRequest, ReblendRequest, JobCreated, JobStatus, JobList, ProgressEvent, Health, ModelList,
     ErrorResponse,
 )
+
+
+# A request the tiny test model runs in about a second; also what fuzzers start from.
+GENERATE_EXAMPLE = {"kind": "generate", "foreground_prompt": "a wine glass",
+                    "background_prompt": "a wooden table at dusk", "width": 64, "height": 64, "steps": 2,
+                    "seed": 42, "blend": "generative"}
 
 
 def _ref(name: str) -> Dict[str, str]:
@@ -61,6 +69,14 @@ def _op(summary: str, op_id: str, responses: Dict[str, Any], **extra: Any) -> Di
     return op
 
 
+def _sse_event(name: str, message: str) -> Dict[str, Any]:
+    """One Server-Sent Event (OpenAPI 3.1: the stream's schema describes each event)."""
+    return {"type": "object", "required": ["event", "data"], "properties": {
+        "event": {"const": name},
+        "data": {"type": "string", "contentMediaType": "application/json", "contentSchema": _ref(message)},
+    }}
+
+
 _ID_PARAM = {
     "name": "id", "in": "path", "required": True, "description": "Job id.",
     "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
@@ -87,7 +103,8 @@ def openapi_document() -> Dict[str, Any]:
             "post": _op(
                 "Queue a generate or re-blend job", "createJob",
                 {"202": _json_body(_ref("JobCreated"), "Queued."), **_errors(400, 401, 413, 415, 429, 503)},
-                requestBody={"required": True, "content": {"application/json": {"schema": job_request}}},
+                requestBody={"required": True, "content": {"application/json": {
+                    "schema": job_request, "example": GENERATE_EXAMPLE}}},
             ),
             "get": _op(
                 "Recent jobs, newest first", "listJobs",
@@ -110,7 +127,8 @@ def openapi_document() -> Dict[str, Any]:
                 "Server-Sent Events: 'status' (JobStatus) first and on every state change, 'progress' "
                 "(ProgressEvent) per step; ends after a final status", "jobEvents",
                 {"200": {"description": "Event stream.", "content": {"text/event-stream": {"schema": {
-                    "type": "string"}}}}, **_errors(401, 404)},
+                    "oneOf": [_sse_event(EVENT_STATUS, "JobStatus"), _sse_event(EVENT_PROGRESS, "ProgressEvent")],
+                }}}}, **_errors(401, 404)},
             ),
         },
         v + "/jobs/{id}/images/{name}.png": {

@@ -41,7 +41,8 @@ async def health(request: web.Request) -> web.Response:
 
 async def models(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
-    return _json(model_list(config.model, config.models_dir))
+    loop = asyncio.get_running_loop()
+    return _json(await loop.run_in_executor(None, model_list, config.model, config.models_dir))
 
 
 async def create_job(request: web.Request) -> web.Response:

@@ -131,10 +131,6 @@ class JobService:
 
 def describe_device(engine: Engine) -> str:
     """The engine's own description once loaded (e.g. 'cuda:0 (float16)'), else what was asked for."""
-    describe = getattr(engine, "describe_device", None)
-    if callable(describe):
-        try:
-            return str(describe())
-        except Exception:  # not loaded yet
-            pass
-    return str(getattr(engine, "device_request", None) or "auto")
+    if getattr(engine, "loaded", False):
+        return str(engine.device_description)
+    return str(engine.device_request or "auto")

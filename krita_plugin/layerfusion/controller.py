@@ -10,7 +10,7 @@ from typing import Any, Callable, Dict, List, Optional
 from .client import Api, ConnectionState, HealthMonitor, HttpResult, JobOutcome, JobRun
 from .docker import Panel
 from .pixels import decode_triplet, encode_png, fitted, image_from_bgra, in_background, thumbnail
-from .qt import QObject, pyqtSignal
+from .qt import QObject, QTimer, pyqtSignal
 from .settings import Settings
 from .wire import ProtocolError, protocol, validated
 
@@ -136,23 +136,53 @@ class Controller(QObject):
         if entry.params.get("blend") == protocol.BlendMode.none.value:
             images.pop("blend", None)
 
+        def inserted(result: Any, error: Optional[BaseException]) -> None:
+            if error is not None:  # the adapter rolled back; say why in plain words
+                self.panel.show_error("Could not insert the layers: %s" % error)
+            else:
+                self.panel.show_message("Inserted “%s”." % entry.label)
+                self.inserted.emit(result)
+            if outcome is not None:
+                self.job_finished.emit(outcome)
+
         def decoded(layers: Any, error: Optional[BaseException]) -> None:
             if error is not None:
                 self.panel.show_error("Could not read the result images: %s" % error)
             elif not self.documents.is_open(target.document):
                 self.panel.show_message("The document was closed; the result stays in the history.")
             else:
-                try:
-                    result = self.documents.insert(target, layers, entry.params, entry.job_id)
-                except Exception as err:  # the adapter rolled back; say why in plain words
-                    self.panel.show_error("Could not insert the layers: %s" % err)
-                else:
-                    self.panel.show_message("Inserted “%s”." % entry.label)
-                    self.inserted.emit(result)
+                self._run_insert(target, layers, entry, inserted)
+                return
             if outcome is not None:
                 self.job_finished.emit(outcome)
 
         in_background(lambda: decode_triplet(images, target.width, target.height), decoded)
+
+    def _run_insert(self, target: Target, layers: Any, entry: HistoryEntry,
+                    done: Callable[[Any, Optional[BaseException]], None]) -> None:
+        """Insert through the adapter's step generator, one event-loop turn per layer, if it has one."""
+        stepper = getattr(self.documents, "insert_steps", None)
+        if stepper is None:
+            try:
+                result = self.documents.insert(target, layers, entry.params, entry.job_id)
+            except Exception as err:
+                done(None, err)
+            else:
+                done(result, None)
+            return
+        steps = stepper(target, layers, entry.params, entry.job_id)
+
+        def turn() -> None:
+            try:
+                next(steps)
+            except StopIteration as finished:
+                done(finished.value, None)
+            except Exception as err:
+                done(None, err)
+            else:
+                QTimer.singleShot(0, turn)
+
+        turn()
 
     # ---- re-blend --------------------------------------------------------------------------------
     def reblend(self, source: Optional[ReblendSource] = None) -> bool:
@@ -289,7 +319,7 @@ class Controller(QObject):
         except ValueError:
             return
         jobs = data.get("jobs", []) if isinstance(data, dict) else data
-        for job in reversed(jobs if isinstance(jobs, list) else []):
+        for job in jobs if isinstance(jobs, list) else []:  # newest first
             if isinstance(job, dict) and job.get("state") == "done" and job.get("kind") == "generate":
                 params = job.get("params") or {}
                 if job.get("id") and job["id"] not in self.history:
@@ -300,7 +330,7 @@ class Controller(QObject):
         images = job.get("images") or {}
         url = images.get("blend") or images.get("foreground")
         if not url:
-            self.panel.add_history(entry.job_id, entry.label, None)
+            self.panel.add_history(entry.job_id, entry.label, None, newest=False)
             return
 
         def got(result: HttpResult) -> None:
@@ -310,7 +340,7 @@ class Controller(QObject):
                     thumb = thumbnail(result.body)
                 except ValueError:
                     thumb = None
-            self.panel.add_history(entry.job_id, entry.label, thumb)
+            self.panel.add_history(entry.job_id, entry.label, thumb, newest=False)
 
         self.api.get(url, got)
 

@@ -83,7 +83,7 @@ class Panel(QWidget):
         self.seed.setRange(0, protocol.MAX_SEED)
         self.random_seed = QCheckBox("random")
         self.dice = QToolButton()
-        self.dice.setText("🎲")
+        self.dice.setText("Roll")
         self.dice.setToolTip("Pick a new random seed")
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(self.random_seed)
@@ -257,7 +257,8 @@ class Panel(QWidget):
         self.message.setProperty("error", True)
         self.message.setText(text)
 
-    def add_history(self, job_id: str, label: str, thumb: Optional[QImage]) -> None:
+    def add_history(self, job_id: str, label: str, thumb: Optional[QImage], newest: bool = True) -> None:
+        """Session results go on top; older ones listed by the server are appended below."""
         for row in range(self.history.count()):
             if self.history.item(row).data(Qt.UserRole) == job_id:
                 return
@@ -266,7 +267,7 @@ class Panel(QWidget):
         item.setData(Qt.UserRole, job_id)
         if thumb is not None and not thumb.isNull():
             item.setIcon(QIcon(QPixmap.fromImage(thumb)))
-        self.history.insertItem(0, item)
+        self.history.insertItem(0 if newest else self.history.count(), item)
         while self.history.count() > max(1, getattr(self, "_history_limit", 12)):
             self.history.takeItem(self.history.count() - 1)
 

@@ -6,7 +6,7 @@ from krita import DockWidget, Extension, Krita  # type: ignore[import-not-found]
 from . import settings as settings_store
 from .controller import Controller
 from .docker import Panel
-from .qt import QTimer
+from .qt import QScrollArea, QTimer
 from .reblend import AutoReblend, KritaSide
 from .server_process import LocalServer
 
@@ -71,7 +71,10 @@ class LayerFusionDocker(DockWidget):
         self.setWindowTitle("LayerFusion")
         self.setObjectName(DOCKER_ID)
         self.panel = Panel()
-        self.setWidget(self.panel)
+        scroll = QScrollArea()  # the panel is taller than a docker usually is
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.panel)
+        self.setWidget(scroll)
         store = settings_store.default_store()
         self.controller = Controller(self.panel, CORE.side, settings_store.load(store),
                                      lambda values: settings_store.save(store, values))

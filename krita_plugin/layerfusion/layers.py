@@ -6,7 +6,7 @@ macro, but a detached group layer filled with its children and then added once i
 step (KRITA.md) — that is how the triplet goes in, and why nothing is half-inserted on failure.
 """
 import json
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from krita import Krita  # type: ignore[import-not-found]
 
@@ -115,11 +115,29 @@ class KritaDocuments:
         return any(doc == other for other in Krita.instance().documents())
 
     def insert(self, target: Target, layers: Dict[str, bytes], params: Dict[str, Any], job_id: str) -> Any:
-        """Insert Background, Foreground and Blend in one new group, as one undo step; all or nothing."""
+        """All at once, then wait for Krita to finish (scripts and tests read the pixels next)."""
+        steps = self.insert_steps(target, layers, params, job_id)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                target.document.waitForDone()
+                return done.value
+
+    def insert_steps(self, target: Target, layers: Dict[str, bytes], params: Dict[str, Any],
+                     job_id: str) -> Iterator[None]:
+        """Insert Background, Foreground and Blend in one new group, as one undo step; all or nothing.
+
+        A generator: it yields after each layer's pixels are copied, so the caller can give the event
+        loop a turn in between (a 1024² layer costs ~15 ms). The group stays detached, invisible and
+        outside the undo history until the single addChildNode at the end.
+        """
         doc = target.document
         if doc.colorModel() != "RGBA" or doc.colorDepth() != "U8":
             raise UserError("LayerFusion needs an 8-bit RGBA document (this one is %s %s)."
                             % (doc.colorModel(), doc.colorDepth()))
+        if "foreground" not in layers or "background" not in layers:
+            raise UserError("The server's result lacks the foreground or the background.")
         group = doc.createGroupLayer(group_name(params))
         ids: Dict[str, str] = {}
         for role, name in LAYER_NAMES:
@@ -129,8 +147,9 @@ class KritaDocuments:
             node.setPixelData(QByteArray(layers[role]), target.x, target.y, target.width, target.height)
             group.addChildNode(node, None)  # appended on top: Background, Foreground, Blend
             ids[role] = uid(node)
-        if "foreground" not in ids or "background" not in ids:
-            raise UserError("The server's result lacks the foreground or the background.")
+            yield
+        if not self.is_open(doc):
+            raise UserError("The document was closed before the layers could go in.")
         records = read_records(doc)
         before = dict(records)
         records[uid(group)] = {
@@ -142,16 +161,16 @@ class KritaDocuments:
         }
         root = doc.rootNode()
         active = doc.activeNode()
-        above = active if active is not None and active.parentNode() is not None and uid(active.parentNode()) == uid(root) else None
+        top_level = active is not None and active.parentNode() is not None and uid(active.parentNode()) == uid(root)
         try:
             write_records(doc, records)
-            root.addChildNode(group, above)
-            doc.waitForDone()
+            root.addChildNode(group, active if top_level else None)
         except Exception:
             write_records(doc, before)
             if group.parentNode() is not None:
                 group.remove()
             raise
         doc.setActiveNode(member(doc, group, "foreground") or group)
+        # Krita 5.1's addChildNode does not mark the new pixels dirty; this re-renders asynchronously.
         doc.refreshProjection()
         return group

@@ -35,6 +35,7 @@ from PyQt5.QtWidgets import (  # noqa: F401
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QToolButton,
     QVBoxLayout,

@@ -59,12 +59,11 @@ class KritaSide(KritaDocuments):
         for stale in blend_layers(doc, group)[:-1]:
             stale.remove()  # already covered by the current blend: removing it changes nothing visible
         group.addChildNode(node, None)
-        doc.waitForDone()
         records = read_records(doc)
         if source.group_key in records:
             records[source.group_key]["reblend_params"] = params
             write_records(doc, records)
-        doc.refreshProjection()
+        doc.refreshProjection()  # asynchronous: the new blend's pixels are not marked dirty otherwise
         return node
 
 

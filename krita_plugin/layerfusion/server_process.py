@@ -19,24 +19,27 @@ CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server.json")
 class ServerConfig:
     python: str
     repo: str
+    model: str = ""  # e.g. "tiny" or a checkpoint path; the server's default when empty
 
 
 def read_config(path: str = CONFIG) -> Optional[ServerConfig]:
     try:
         with open(path, encoding="utf-8") as handle:
             data = json.load(handle)
-        return ServerConfig(str(data["python"]), str(data["repo"]))
+        return ServerConfig(str(data["python"]), str(data["repo"]), str(data.get("model", "")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
 
-def serve_arguments(server_url: str) -> List[str]:
+def serve_arguments(server_url: str, model: str = "") -> List[str]:
     parsed = urlparse(server_url)
     args = ["-m", "backend", "serve"]
     if parsed.hostname:
         args += ["--host", parsed.hostname]
     if parsed.port:
         args += ["--port", str(parsed.port)]
+    if model:
+        args += ["--model", model]
     return args
 
 
@@ -68,7 +71,7 @@ class LocalServer(QObject):
         process.finished.connect(self._ended)
         process.errorOccurred.connect(lambda _e: self.message.emit("The local server failed: %s" % process.errorString()))
         self.process = process
-        process.start(config.python, serve_arguments(server_url))
+        process.start(config.python, serve_arguments(server_url, config.model))
         self.message.emit("Starting the local server (the model loads for a while)…")
         return True
 

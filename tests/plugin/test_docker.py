@@ -100,7 +100,8 @@ def test_generate_inserts_scaled_layers_and_records_history(qapp, backend, spin)
     assert max(steps_seen) >= 2
     assert "Inserted" in panel.message.text() and not panel.message.property("error")
     assert not panel.cancel.isEnabled()
-    spin(lambda: panel.history.count() == 1)
+    job_id = insert["job_id"]
+    spin(lambda: panel.history.count() >= 1 and panel.history.item(0).data(0x0100) == job_id)
     assert not panel.history.item(0).icon().isNull()
     controller.shutdown()
 

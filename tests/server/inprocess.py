@@ -1,0 +1,28 @@
+"""Running the server app in this process with aiohttp's test server (real engine, real sockets)."""
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from backend.server.app import create_app
+from backend.server.config import ServerConfig
+
+
+@asynccontextmanager
+async def app_client(output_dir: Path, *, max_queue: int = 8, wait_ready: bool = True) -> AsyncIterator[TestClient]:
+    app = create_app(ServerConfig(model="tiny", output_dir=output_dir, max_queue=max_queue, port=0))
+    async with TestClient(TestServer(app)) as client:
+        if wait_ready:
+            deadline = time.monotonic() + 300
+            while True:
+                health = await (await client.get("/v1/health")).json()
+                if health["state"] == "ready":
+                    break
+                assert health["state"] == "loading" and time.monotonic() < deadline, health
+                await asyncio.sleep(0.1)
+        yield client

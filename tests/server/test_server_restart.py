@@ -1,0 +1,51 @@
+"""Results survive a restart: a new server on the same folder serves earlier jobs by id."""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any, Dict
+
+import aiohttp
+
+from tests.support.api import Api, generate_body
+from tests.support.backend_process import BackendProcess
+
+
+async def _make_job(backend: BackendProcess) -> Dict[str, Any]:
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, backend.url)
+        final = await api.wait_final(await api.submit(generate_body(seed=31, steps=2)))
+        return {"final": final, "png": {n: await api.image_bytes(p) for n, p in final["images"].items()}}
+
+
+async def _fetch(backend: BackendProcess, job_id: str, paths: Dict[str, str]) -> Dict[str, Any]:
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, backend.url)
+        return {"status": await api.status(job_id), "events": await api.all_events(job_id),
+                "png": {n: await api.image_bytes(p) for n, p in paths.items()},
+                "list": await api.get_json("/v1/jobs")}
+
+
+def test_restart_serves_earlier_results(tmp_path: Path) -> None:
+    output = tmp_path / "out"
+    with BackendProcess(output_dir=output) as first:
+        made = asyncio.run(_make_job(first))
+    job_id = made["final"]["id"]
+    # A job record that a crashed server left "running" comes back as failed, with the reason.
+    stale_id = "f" * 32
+    (output / stale_id).mkdir()
+    (output / stale_id / "job.json").write_text(json.dumps(
+        {"id": stale_id, "kind": "generate", "state": "running", "params": {"seed": 1}, "created": 1.0}))
+
+    with BackendProcess(output_dir=output) as second:
+        fetched = asyncio.run(_fetch(second, job_id, made["final"]["images"]))
+        stale = asyncio.run(_fetch(second, stale_id, {}))
+
+    assert fetched["status"]["state"] == "done"
+    assert fetched["status"]["params"] == made["final"]["params"]
+    assert fetched["png"] == made["png"]
+    assert fetched["events"] == [("status", fetched["status"])]  # a finished job's stream ends at once
+    assert job_id in [job["id"] for job in fetched["list"]["jobs"]]
+    assert stale["status"]["state"] == "failed" and stale["status"]["error"]["code"] == "interrupted"
+    assert json.loads((output / stale_id / "job.json").read_text())["state"] == "failed"
