@@ -1,0 +1,374 @@
+"""The docker's logic: turns panel clicks into jobs and finished jobs into layers, without Krita.
+
+The document side (``layers.KritaDocuments`` in Krita) is passed in, so the whole path from button to
+decoded layer pixels runs offscreen in tests against a real server.
+"""
+import base64
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from .client import Api, ConnectionState, HealthMonitor, HttpResult, JobOutcome, JobRun
+from .docker import Panel
+from .pixels import decode_triplet, encode_png, fitted, image_from_bgra, in_background, thumbnail
+from .qt import QObject, QTimer, pyqtSignal
+from .settings import Settings
+from .wire import ProtocolError, protocol, validated
+
+
+class UserError(Exception):
+    """Something the artist can fix (no document, no group selected); shown as it is."""
+
+
+@dataclass
+class Target:
+    """Where a generate job's layers go: the document, the canvas rectangle and the model's size."""
+
+    document: Any
+    x: int
+    y: int
+    width: int
+    height: int
+    gen_width: int
+    gen_height: int
+
+
+@dataclass
+class ReblendSource:
+    """The layers of a generated group as they now lie, read on the UI thread (BGRA bytes)."""
+
+    document: Any
+    group_key: str
+    target: Target
+    foreground: bytes
+    background: bytes
+    params: Dict[str, Any]
+
+
+@dataclass
+class HistoryEntry:
+    job_id: str
+    label: str
+    params: Dict[str, Any]
+    images: Dict[str, bytes] = field(default_factory=dict)  # PNGs; empty until fetched
+
+
+def history_label(params: Dict[str, Any]) -> str:
+    fg = str(params.get("foreground_prompt", "")).strip() or "?"
+    bg = str(params.get("background_prompt", "")).strip() or "?"
+    seed = params.get("seed")
+    return "%s / %s%s" % (fg, bg, " · seed %s" % seed if seed is not None else "")
+
+
+class Controller(QObject):
+    job_finished = pyqtSignal(object)  # JobOutcome, after its layers went in (or failed to)
+    inserted = pyqtSignal(object)  # what the document side returned for an insertion
+
+    def __init__(self, panel: Panel, documents: Any, settings: Settings,
+                 save_settings: Optional[Callable[[Settings], None]] = None) -> None:
+        super().__init__(panel)
+        self.panel = panel
+        self.documents = documents
+        self.save_settings = save_settings
+        self.settings = settings
+        self.api = Api(settings.server_url, settings.token, self)
+        self.monitor = HealthMonitor(self.api, parent=self)
+        self.runs: List[JobRun] = []
+        self.history: Dict[str, HistoryEntry] = {}
+        self.reblend_runs: Dict[str, JobRun] = {}  # group key -> its running re-blend
+        panel.apply(settings)
+        panel.generate_clicked.connect(self.generate)
+        panel.reblend_clicked.connect(lambda: self.reblend())
+        panel.cancel_clicked.connect(self.cancel_latest)
+        panel.reinsert_requested.connect(self.reinsert)
+        panel.settings_changed.connect(self._settings_changed)
+        self.monitor.changed.connect(self._connection)
+        self._connection(self.monitor.state)
+        self.monitor.start()
+        self.load_server_history()
+
+    # ---- settings and connection -----------------------------------------------------------------
+    def _settings_changed(self) -> None:
+        values = self.panel.values()
+        if values.server_url.rstrip("/") != self.api.base_url:
+            self.api.base_url = values.server_url.rstrip("/")
+            self.monitor.poll()
+        self.settings = values
+        if self.save_settings is not None:
+            self.save_settings(values)
+
+    def _connection(self, state: ConnectionState) -> None:
+        self.panel.set_connection(state.kind, state.text)
+        if state.kind == "connected" and not self.history:
+            self.load_server_history()
+
+    # ---- generate --------------------------------------------------------------------------------
+    def generate(self) -> Optional[JobRun]:
+        s = self.panel.values()
+        try:
+            if not s.foreground_prompt or not s.background_prompt:
+                raise UserError("Type a foreground prompt and a background prompt first.")
+            target = self.documents.generation_target(s.target_pixels)
+            body = validated(protocol.GenerateRequest(
+                foreground_prompt=s.foreground_prompt, background_prompt=s.background_prompt,
+                negative_prompt=s.negative_prompt, width=target.gen_width, height=target.gen_height,
+                blend=protocol.BlendMode(s.blend), steps=s.steps, guidance=s.guidance,
+                seed=None if s.random_seed else s.seed, options=s.method_options()))
+        except UserError as err:
+            self.panel.show_error(str(err))
+            return None
+        except ProtocolError as err:
+            self.panel.show_error("Cannot send this request: %s" % err.message)
+            return None
+        run = self._start(body, lambda outcome: self._generated(target, outcome))
+        self.panel.show_message("Generating %d×%d…" % (target.gen_width, target.gen_height))
+        return run
+
+    def _generated(self, target: Target, outcome: JobOutcome) -> None:
+        if outcome.state != "done":
+            self._report(outcome)
+            return
+        entry = HistoryEntry(outcome.job_id, history_label(outcome.params), outcome.params, outcome.images)
+        self._remember(entry)
+        self._insert(target, entry, outcome)
+
+    def _insert(self, target: Target, entry: HistoryEntry, outcome: Optional[JobOutcome] = None) -> None:
+        images = dict(entry.images)
+        if entry.params.get("blend") == protocol.BlendMode.none.value:
+            images.pop("blend", None)
+
+        def inserted(result: Any, error: Optional[BaseException]) -> None:
+            if error is not None:  # the adapter rolled back; say why in plain words
+                self.panel.show_error("Could not insert the layers: %s" % error)
+            else:
+                self.panel.show_message("Inserted “%s”." % entry.label)
+                self.inserted.emit(result)
+            if outcome is not None:
+                self.job_finished.emit(outcome)
+
+        def decoded(layers: Any, error: Optional[BaseException]) -> None:
+            if error is not None:
+                self.panel.show_error("Could not read the result images: %s" % error)
+            elif not self.documents.is_open(target.document):
+                self.panel.show_message("The document was closed; the result stays in the history.")
+            else:
+                self._run_insert(target, layers, entry, inserted)
+                return
+            if outcome is not None:
+                self.job_finished.emit(outcome)
+
+        in_background(lambda: decode_triplet(images, target.width, target.height), decoded)
+
+    def _run_insert(self, target: Target, layers: Any, entry: HistoryEntry,
+                    done: Callable[[Any, Optional[BaseException]], None]) -> None:
+        """Insert through the adapter's step generator, one event-loop turn per layer, if it has one."""
+        stepper = getattr(self.documents, "insert_steps", None)
+        if stepper is None:
+            try:
+                result = self.documents.insert(target, layers, entry.params, entry.job_id)
+            except Exception as err:
+                done(None, err)
+            else:
+                done(result, None)
+            return
+        steps = stepper(target, layers, entry.params, entry.job_id)
+
+        def turn() -> None:
+            try:
+                next(steps)
+            except StopIteration as finished:
+                done(finished.value, None)
+            except Exception as err:
+                done(None, err)
+            else:
+                QTimer.singleShot(0, turn)
+
+        turn()
+
+    # ---- re-blend --------------------------------------------------------------------------------
+    def reblend(self, source: Optional[ReblendSource] = None) -> bool:
+        """Start a re-blend of the active group (or ``source``); a running one for that group is dropped."""
+        s = self.panel.values()
+        try:
+            if source is None:
+                source = self.documents.reblend_source()
+        except UserError as err:
+            self.panel.show_error(str(err))
+            return False
+        stale = self.reblend_runs.pop(source.group_key, None)
+        if stale is not None:
+            stale.cancel()
+        t = source.target
+        p = source.params
+
+        def encode() -> Dict[str, str]:
+            out = {}
+            for name, data in (("foreground", source.foreground), ("background", source.background)):
+                image = fitted(image_from_bgra(data, t.width, t.height), t.gen_width, t.gen_height)
+                out[name] = base64.b64encode(encode_png(image)).decode("ascii")
+            return out
+
+        def encoded(pngs: Any, error: Optional[BaseException]) -> None:
+            if error is not None:
+                self.panel.show_error("Could not read the layers: %s" % error)
+                return
+            try:
+                body = validated(protocol.ReblendRequest(
+                    foreground_png=pngs["foreground"], background_png=pngs["background"],
+                    foreground_prompt=p.get("foreground_prompt") or s.foreground_prompt or "foreground",
+                    background_prompt=p.get("background_prompt") or s.background_prompt or "background",
+                    negative_prompt=str(p.get("negative_prompt", s.negative_prompt)),
+                    strength=s.strength, steps=int(p.get("steps", s.steps)),
+                    guidance=float(p.get("guidance", s.guidance)),
+                    seed=p.get("seed") if isinstance(p.get("seed"), int) else None,
+                    options=s.method_options()))
+            except ProtocolError as err:
+                self.panel.show_error("Cannot send this re-blend: %s" % err.message)
+                return
+            run = self._start(body, lambda outcome: self._reblended(source, outcome))
+            self.reblend_runs[source.group_key] = run
+
+        self.panel.show_message("Re-blending…")
+        in_background(encode, encoded)
+        return True
+
+    def _reblended(self, source: ReblendSource, outcome: JobOutcome) -> None:
+        if self.reblend_runs.get(source.group_key) is not None and self.reblend_runs[source.group_key].job_id == outcome.job_id:
+            del self.reblend_runs[source.group_key]
+        if outcome.state != "done" or "blend" not in outcome.images:
+            self._report(outcome if outcome.state != "done" else
+                         JobOutcome(outcome.job_id, outcome.kind, "failed", error="the server sent no blend"))
+            return
+        t = source.target
+
+        def decoded(layers: Any, error: Optional[BaseException]) -> None:
+            if error is not None:
+                self.panel.show_error("Could not read the new blend: %s" % error)
+            elif not self.documents.is_open(source.document):
+                self.panel.show_message("The document was closed; the re-blend was dropped.")
+            else:
+                try:
+                    self.documents.replace_blend(source, layers["blend"], outcome.params)
+                except Exception as err:
+                    self.panel.show_error("Could not replace the blend: %s" % err)
+                else:
+                    self.panel.show_message("Blend regenerated.")
+            self.job_finished.emit(outcome)
+
+        in_background(lambda: decode_triplet({"blend": outcome.images["blend"]}, t.width, t.height), decoded)
+
+    # ---- jobs ------------------------------------------------------------------------------------
+    def _start(self, body: Dict[str, Any], done: Callable[[JobOutcome], None]) -> JobRun:
+        run = JobRun(self.api, body, self)
+        self.runs.append(run)
+        run.progress.connect(lambda step, total: self._progress(run, step, total))
+
+        def finished(outcome: JobOutcome) -> None:
+            self.runs.remove(run)
+            self.panel.set_running(bool(self.runs))
+            run.deleteLater()
+            done(outcome)
+
+        run.finished.connect(finished)
+        self.panel.set_running(True)
+        run.start()
+        return run
+
+    def _progress(self, run: JobRun, step: int, total: int) -> None:
+        if self.runs and self.runs[-1] is run:  # the bar follows the newest job
+            self.panel.set_progress(step, total)
+
+    def cancel_latest(self) -> None:
+        if self.runs:
+            self.runs[-1].cancel()
+            self.panel.show_message("Cancelling…")
+
+    def cancel_all(self) -> None:
+        for run in list(self.runs):
+            run.cancel()
+
+    def _report(self, outcome: JobOutcome) -> None:
+        what = "Re-blend" if outcome.kind == "reblend" else "Generation"
+        if outcome.state == "cancelled":
+            self.panel.show_message("%s cancelled." % what)
+        else:
+            self.panel.show_error("%s failed: %s" % (what, outcome.error))
+        self.job_finished.emit(outcome)
+
+    # ---- history ---------------------------------------------------------------------------------
+    def _remember(self, entry: HistoryEntry) -> None:
+        self.history[entry.job_id] = entry
+        while len(self.history) > max(1, self.settings.history_limit) * 2:
+            del self.history[next(iter(self.history))]
+        png = entry.images.get("blend") or entry.images.get("foreground")
+        if png is None:
+            self.panel.add_history(entry.job_id, entry.label, None)
+            return
+        in_background(lambda: thumbnail(png), lambda thumb, err: self.panel.add_history(
+            entry.job_id, entry.label, None if err else thumb))
+
+    def load_server_history(self) -> None:
+        """Earlier results from GET /v1/jobs?limit=N when the server offers it; else the session's own."""
+        path = "%s/jobs?limit=%d" % (protocol.API_PREFIX, self.settings.history_limit)
+        self.api.get(path, self._server_history)
+
+    def _server_history(self, result: HttpResult) -> None:
+        if not result.ok:
+            return  # an older server without a job list: the session history alone
+        try:
+            data = result.json()
+        except ValueError:
+            return
+        jobs = data.get("jobs", []) if isinstance(data, dict) else data
+        for job in jobs if isinstance(jobs, list) else []:  # newest first
+            if isinstance(job, dict) and job.get("state") == "done" and job.get("kind") == "generate":
+                params = job.get("params") or {}
+                if job.get("id") and job["id"] not in self.history:
+                    self._fetch_history_thumb(HistoryEntry(job["id"], history_label(params), params), job)
+
+    def _fetch_history_thumb(self, entry: HistoryEntry, job: Dict[str, Any]) -> None:
+        self.history[entry.job_id] = entry
+        images = job.get("images") or {}
+        url = images.get("blend") or images.get("foreground")
+        if not url:
+            self.panel.add_history(entry.job_id, entry.label, None, newest=False)
+            return
+
+        def got(result: HttpResult) -> None:
+            thumb = None
+            if result.ok:
+                try:
+                    thumb = thumbnail(result.body)
+                except ValueError:
+                    thumb = None
+            self.panel.add_history(entry.job_id, entry.label, thumb, newest=False)
+
+        self.api.get(url, got)
+
+    def reinsert(self, job_id: str) -> None:
+        entry = self.history.get(job_id)
+        if entry is None:
+            return
+        try:
+            target = self.documents.generation_target(self.panel.values().target_pixels)
+        except UserError as err:
+            self.panel.show_error(str(err))
+            return
+        if entry.images:
+            self._insert(target, entry)
+            return
+        run = JobRun(self.api, {"kind": "generate"}, self)
+
+        def fetched(outcome: JobOutcome) -> None:
+            run.deleteLater()
+            if outcome.state != "done":
+                self.panel.show_error("Could not fetch that result again: %s" % outcome.error)
+                return
+            entry.images = outcome.images
+            self._insert(target, entry)
+
+        run.finished.connect(fetched)
+        run.attach(job_id)
+
+    def shutdown(self) -> None:
+        self.monitor.stop()
+        self.cancel_all()

@@ -1,0 +1,91 @@
+"""Krita's side of the plugin: the docker wrapper, the Tools actions and shutdown handling."""
+from typing import List, Optional
+
+from krita import DockWidget, Extension, Krita  # type: ignore[import-not-found]
+
+from . import settings as settings_store
+from .controller import Controller
+from .docker import Panel
+from .qt import QScrollArea, QTimer
+from .reblend import AutoReblend, KritaSide
+from .server_process import LocalServer
+
+DOCKER_ID = "layerfusion_docker"
+ACTION_GENERATE = "layerfusion_generate"
+ACTION_REBLEND = "layerfusion_reblend"
+
+
+class _Core:
+    """State shared by every window: the document side, the local server, the dockers' controllers."""
+
+    def __init__(self) -> None:
+        self.side = KritaSide()
+        self.server = LocalServer()
+        self.controllers: List[Controller] = []
+        self._closing_hooked = False
+
+    def current(self) -> Optional[Controller]:
+        for controller in self.controllers:
+            if controller.panel.isVisible():
+                return controller
+        return self.controllers[0] if self.controllers else None
+
+    def hook_closing(self) -> None:
+        if not self._closing_hooked:
+            Krita.instance().notifier().applicationClosing.connect(self.shutdown)
+            self._closing_hooked = True
+
+    def shutdown(self) -> None:
+        for controller in self.controllers:
+            controller.shutdown()
+        self.server.stop()
+
+
+CORE = _Core()
+
+
+class LayerFusionExtension(Extension):
+    def setup(self) -> None:
+        CORE.hook_closing()
+
+    def createActions(self, window) -> None:  # noqa: N802  (Krita's name)
+        # Tools > Scripts; shortcuts are set in Settings > Configure Krita > Keyboard Shortcuts.
+        generate = window.createAction(ACTION_GENERATE, "Generate into layers", "tools/scripts")
+        generate.triggered.connect(lambda: self._run("generate"))
+        reblend = window.createAction(ACTION_REBLEND, "Regenerate blend", "tools/scripts")
+        reblend.triggered.connect(lambda: self._run("reblend"))
+
+    def _run(self, what: str) -> None:
+        controller = CORE.current()
+        if controller is None:
+            return
+        if what == "generate":
+            controller.generate()
+        else:
+            controller.reblend()
+
+
+class LayerFusionDocker(DockWidget):
+    def __init__(self) -> None:
+        super().__init__()
+        self.setWindowTitle("LayerFusion")
+        self.setObjectName(DOCKER_ID)
+        self.panel = Panel()
+        scroll = QScrollArea()  # the panel is taller than a docker usually is
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.panel)
+        self.setWidget(scroll)
+        store = settings_store.default_store()
+        self.controller = Controller(self.panel, CORE.side, settings_store.load(store),
+                                     lambda values: settings_store.save(store, values))
+        CORE.controllers.append(self.controller)
+        CORE.hook_closing()
+        self.auto = AutoReblend(self.controller, CORE.side)
+        self.panel.auto_reblend.toggled.connect(self.auto.set_enabled)
+        self.auto.set_enabled(self.panel.auto_reblend.isChecked())
+        self.panel.start_server_clicked.connect(lambda: CORE.server.start(self.panel.values().server_url))
+        CORE.server.message.connect(self.panel.show_message)
+        CORE.server.message.connect(lambda _m: QTimer.singleShot(1000, self.controller.monitor.poll))
+
+    def canvasChanged(self, canvas) -> None:  # noqa: N802  (Krita's name)
+        pass  # the controller always asks Krita for the active document when it acts

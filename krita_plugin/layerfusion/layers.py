@@ -1,0 +1,176 @@
+"""The thin Krita adapter: where a job's layers go and how they are put into a document.
+
+Everything here runs on the UI thread and touches Krita's objects; pixels arrive already decoded
+(BGRA bytes), so the work is copying bytes and one node insertion. Krita 5.1 has no Python undo
+macro, but a detached group layer filled with its children and then added once is a single undo
+step (KRITA.md) — that is how the triplet goes in, and why nothing is half-inserted on failure.
+"""
+import json
+from typing import Any, Dict, Iterator, List, Optional
+
+from krita import Krita  # type: ignore[import-not-found]
+
+from .controller import Target, UserError
+from .qt import QByteArray, QUuid
+from .wire import sizes
+
+ANNOTATION = "layerfusion"  # one JSON document annotation: group uid -> what was generated there
+LAYER_NAMES = (("background", "Background"), ("foreground", "Foreground"), ("blend", "Blend"))
+
+
+def uid(node: Any) -> str:
+    return node.uniqueId().toString()
+
+
+def group_name(params: Dict[str, Any]) -> str:
+    fg = " ".join(str(params.get("foreground_prompt", "")).split())[:40]
+    bg = " ".join(str(params.get("background_prompt", "")).split())[:40]
+    return "LayerFusion: %s / %s · seed %s" % (fg, bg, params.get("seed", "?"))
+
+
+# ---- the record of generated groups, kept in the document (survives saving as .kra) -----------
+def read_records(doc: Any) -> Dict[str, Any]:
+    try:
+        raw = bytes(doc.annotation(ANNOTATION))
+        data = json.loads(raw.decode("utf-8")) if raw else {}
+    except (ValueError, TypeError):
+        data = {}
+    groups = data.get("groups") if isinstance(data, dict) else None
+    return groups if isinstance(groups, dict) else {}
+
+
+def write_records(doc: Any, groups: Dict[str, Any]) -> None:
+    payload = json.dumps({"version": 1, "groups": groups}).encode("utf-8")
+    doc.setAnnotation(ANNOTATION, "LayerFusion generation parameters", QByteArray(payload))
+
+
+def children(node: Any) -> List[Any]:
+    return list(node.childNodes())
+
+
+def find_group(doc: Any, node: Optional[Any] = None) -> Optional[Any]:
+    """The generated group holding ``node`` (or the active node); else the newest one still present."""
+    records = read_records(doc)
+    node = node if node is not None else doc.activeNode()
+    while node is not None:
+        if uid(node) in records:
+            return node
+        node = node.parentNode()
+    for key in reversed(list(records)):
+        group = by_uid(doc, key)
+        if group is not None:
+            return group
+    return None
+
+
+def by_uid(doc: Any, key: str) -> Optional[Any]:
+    node = doc.nodeByUniqueID(QUuid(key))
+    # nodeByUniqueID hands back nodes removed from the tree too (kept for undo): demand a parent.
+    if node is None or node.parentNode() is None:
+        return None
+    return node
+
+
+def member(doc: Any, group: Any, role: str) -> Optional[Any]:
+    """The group's Foreground / Background by recorded id, else by name (a copied group, say)."""
+    record = read_records(doc).get(uid(group), {})
+    ids = record.get("layers", {})
+    for child in children(group):
+        if ids.get(role) == uid(child):
+            return child
+    wanted = dict(LAYER_NAMES)[role]
+    for child in children(group):
+        if child.name() == wanted:
+            return child
+    return None
+
+
+# ---- the document side the controller drives -----------------------------------------------
+class KritaDocuments:
+    """Implements the controller's document side with Krita's Python API.
+
+    ``document`` pins one document (scripts, kritarunner, which has no active window); by default
+    the active view's document is used.
+    """
+
+    def __init__(self, document: Optional[Any] = None) -> None:
+        self.document = document
+
+    def active(self) -> Any:
+        doc = self.document if self.document is not None else Krita.instance().activeDocument()
+        if doc is None:
+            raise UserError("Open or create a document first.")
+        return doc
+
+    def generation_target(self, target_pixels: int, doc: Optional[Any] = None) -> Target:
+        doc = doc if doc is not None else self.active()
+        x, y, w, h = 0, 0, doc.width(), doc.height()
+        selection = doc.selection()
+        if selection is not None and selection.width() > 0 and selection.height() > 0:
+            x, y, w, h = selection.x(), selection.y(), selection.width(), selection.height()
+        gen_w, gen_h = sizes.generation_size(w, h, target_pixels)
+        return Target(doc, x, y, w, h, gen_w, gen_h)
+
+    def is_open(self, doc: Any) -> bool:
+        return any(doc == other for other in Krita.instance().documents())
+
+    def insert(self, target: Target, layers: Dict[str, bytes], params: Dict[str, Any], job_id: str) -> Any:
+        """All at once, then wait for Krita to finish (scripts and tests read the pixels next)."""
+        steps = self.insert_steps(target, layers, params, job_id)
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                target.document.waitForDone()
+                return done.value
+
+    def insert_steps(self, target: Target, layers: Dict[str, bytes], params: Dict[str, Any],
+                     job_id: str) -> Iterator[None]:
+        """Insert Background, Foreground and Blend in one new group, as one undo step; all or nothing.
+
+        A generator: it yields after each layer's pixels are copied, so the caller can give the event
+        loop a turn in between (a 1024² layer costs ~15 ms). The group stays detached, invisible and
+        outside the undo history until the single addChildNode at the end.
+        """
+        doc = target.document
+        if doc.colorModel() != "RGBA" or doc.colorDepth() != "U8":
+            raise UserError("LayerFusion needs an 8-bit RGBA document (this one is %s %s)."
+                            % (doc.colorModel(), doc.colorDepth()))
+        if "foreground" not in layers or "background" not in layers:
+            raise UserError("The server's result lacks the foreground or the background.")
+        group = doc.createGroupLayer(group_name(params))
+        ids: Dict[str, str] = {}
+        for role, name in LAYER_NAMES:
+            if role not in layers:
+                continue
+            node = doc.createNode(name, "paintlayer")
+            node.setPixelData(QByteArray(layers[role]), target.x, target.y, target.width, target.height)
+            group.addChildNode(node, None)  # appended on top: Background, Foreground, Blend
+            ids[role] = uid(node)
+            yield
+        if not self.is_open(doc):
+            raise UserError("The document was closed before the layers could go in.")
+        records = read_records(doc)
+        before = dict(records)
+        records[uid(group)] = {
+            "job_id": job_id,
+            "params": params,
+            "rect": [target.x, target.y, target.width, target.height],
+            "generation_size": [target.gen_width, target.gen_height],
+            "layers": ids,
+        }
+        root = doc.rootNode()
+        active = doc.activeNode()
+        top_level = active is not None and active.parentNode() is not None and uid(active.parentNode()) == uid(root)
+        try:
+            write_records(doc, records)
+            root.addChildNode(group, active if top_level else None)
+        except Exception:
+            write_records(doc, before)
+            if group.parentNode() is not None:
+                group.remove()
+            raise
+        doc.setActiveNode(member(doc, group, "foreground") or group)
+        # Krita 5.1's addChildNode does not mark the new pixels dirty; this re-renders asynchronously.
+        doc.refreshProjection()
+        return group

@@ -1,0 +1,132 @@
+"""Regenerate blend: read the Foreground as it now lies, and swap in the new Blend; plus auto re-blend.
+
+Krita 5.1 cannot merge two node operations into one undo step, so the new Blend is *added* on top of
+the old one (one undo step: Ctrl+Z shows the previous blend again). The old blend stays underneath,
+fully covered; the one before it is removed at the next re-blend, so a group holds at most two.
+Krita emits no signal when a layer moves, hence the polling watcher below.
+"""
+from typing import Any, Dict, Optional, Tuple
+
+from .controller import Controller, ReblendSource, Target, UserError
+from .layers import KritaDocuments, by_uid, children, find_group, member, read_records, uid, write_records
+from .qt import QByteArray, QObject, QTimer
+
+POLL_MS = 250
+SETTLE_MS = 700  # the foreground must stay put this long before an automatic re-blend
+
+
+def read_source(doc: Any, group: Any) -> ReblendSource:
+    record = read_records(doc).get(uid(group))
+    if record is None:
+        raise UserError("This group was not made by LayerFusion.")
+    fg = member(doc, group, "foreground")
+    bg = member(doc, group, "background")
+    if fg is None or bg is None:
+        raise UserError("The group has lost its Foreground or Background layer.")
+    x, y, w, h = record["rect"]
+    gen_w, gen_h = record["generation_size"]
+    target = Target(doc, x, y, w, h, gen_w, gen_h)
+    # pixelData takes image coordinates whatever the layer's offset: this is the layer as it lies.
+    foreground = bytes(fg.pixelData(x, y, w, h))
+    background = bytes(bg.pixelData(x, y, w, h))
+    return ReblendSource(doc, uid(group), target, foreground, background, dict(record.get("params", {})))
+
+
+def blend_layers(doc: Any, group: Any) -> list:
+    """The group's blend layers, bottom to top: every child that is neither Foreground nor Background."""
+    keep = {uid(n) for n in (member(doc, group, "foreground"), member(doc, group, "background")) if n is not None}
+    return [n for n in children(group) if uid(n) not in keep]
+
+
+class KritaSide(KritaDocuments):
+    """The controller's complete document side: insertion (layers.py) plus re-blend."""
+
+    def reblend_source(self, doc: Optional[Any] = None, group: Optional[Any] = None) -> ReblendSource:
+        doc = doc if doc is not None else self.active()
+        group = group if group is not None else find_group(doc)
+        if group is None:
+            raise UserError("Select a LayerFusion group (or one of its layers) to re-blend.")
+        return read_source(doc, group)
+
+    def replace_blend(self, source: ReblendSource, blend: bytes, params: Dict[str, Any]) -> Any:
+        doc = source.document
+        group = by_uid(doc, source.group_key)
+        if group is None:
+            raise UserError("The group was deleted while re-blending.")
+        t = source.target
+        node = doc.createNode("Blend", "paintlayer")
+        node.setPixelData(QByteArray(blend), t.x, t.y, t.width, t.height)
+        for stale in blend_layers(doc, group)[:-1]:
+            stale.remove()  # already covered by the current blend: removing it changes nothing visible
+        group.addChildNode(node, None)
+        records = read_records(doc)
+        if source.group_key in records:
+            records[source.group_key]["reblend_params"] = params
+            write_records(doc, records)
+        doc.refreshProjection()  # asynchronous: the new blend's pixels are not marked dirty otherwise
+        return node
+
+
+class AutoReblend(QObject):
+    """Watches the active group's Foreground; re-blends once it has stopped moving for SETTLE_MS.
+
+    A move while a re-blend runs cancels that (now stale) job; the controller does the cancelling
+    when a new re-blend for the same group starts.
+    """
+
+    def __init__(self, controller: Controller, side: KritaSide) -> None:
+        super().__init__(controller)
+        self.controller = controller
+        self.side = side
+        self._seen: Dict[str, Tuple[int, int, int, int]] = {}
+        self._moved: Optional[Tuple[Any, Any]] = None
+        self._poll = QTimer(self)
+        self._poll.setInterval(POLL_MS)
+        self._poll.timeout.connect(self.check)
+        self._settle = QTimer(self)
+        self._settle.setSingleShot(True)
+        self._settle.setInterval(SETTLE_MS)
+        self._settle.timeout.connect(self._fire)
+
+    def set_enabled(self, on: bool) -> None:
+        if on:
+            self._seen.clear()
+            self._poll.start()
+        else:
+            self._poll.stop()
+            self._settle.stop()
+
+    def check(self) -> None:
+        try:
+            doc = self.side.active()
+            group = find_group(doc)
+        except UserError:
+            return
+        if group is None:
+            return
+        fg = member(doc, group, "foreground")
+        if fg is None:
+            return
+        b = fg.bounds()
+        where = (b.x(), b.y(), b.width(), b.height())
+        key = uid(group)
+        before = self._seen.get(key)
+        self._seen[key] = where
+        if before is not None and before != where:
+            stale = self.controller.reblend_runs.pop(key, None)
+            if stale is not None:
+                stale.cancel()
+            self._moved = (doc, group)
+            self._settle.start()  # restarts the countdown on every move
+
+    def _fire(self) -> None:
+        if self._moved is None:
+            return
+        doc, group = self._moved
+        self._moved = None
+        if not self.side.is_open(doc) or group.parentNode() is None:
+            return
+        try:
+            self.controller.reblend(read_source(doc, group))
+        except UserError as err:
+            self.controller.panel.show_error(str(err))

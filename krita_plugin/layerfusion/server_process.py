@@ -1,0 +1,91 @@
+"""The "Start local server" button: runs ``python -m backend serve`` from the install's server.json.
+
+install.py writes ``server.json`` ({"python": ..., "repo": ...}) beside this module. Only the process
+started here is ever stopped here (on request and when Krita quits); a server started elsewhere is
+left alone.
+"""
+import json
+import os
+from dataclasses import dataclass
+from typing import List, Optional
+from urllib.parse import urlparse
+
+from .qt import QObject, QProcess, pyqtSignal
+
+CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server.json")
+
+
+@dataclass
+class ServerConfig:
+    python: str
+    repo: str
+    model: str = ""  # e.g. "tiny" or a checkpoint path; the server's default when empty
+
+
+def read_config(path: str = CONFIG) -> Optional[ServerConfig]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        return ServerConfig(str(data["python"]), str(data["repo"]), str(data.get("model", "")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def serve_arguments(server_url: str, model: str = "") -> List[str]:
+    parsed = urlparse(server_url)
+    args = ["-m", "backend", "serve"]
+    if parsed.hostname:
+        args += ["--host", parsed.hostname]
+    if parsed.port:
+        args += ["--port", str(parsed.port)]
+    if model:
+        args += ["--model", model]
+    return args
+
+
+class LocalServer(QObject):
+    message = pyqtSignal(str)  # plain-words news for the docker
+
+    def __init__(self, config_path: str = CONFIG, parent: Optional[QObject] = None) -> None:
+        super().__init__(parent)
+        self.config_path = config_path
+        self.process: Optional[QProcess] = None
+
+    def running(self) -> bool:
+        return self.process is not None and self.process.state() != QProcess.NotRunning
+
+    def start(self, server_url: str) -> bool:
+        if self.running():
+            self.message.emit("The local server is already starting or running.")
+            return False
+        config = read_config(self.config_path)
+        if config is None:
+            self.message.emit("No local server is configured: run install.py, or start the server yourself.")
+            return False
+        if not os.path.exists(config.python):
+            self.message.emit("The configured Python is missing: %s" % config.python)
+            return False
+        process = QProcess(self)
+        process.setWorkingDirectory(config.repo)
+        process.setProcessChannelMode(QProcess.MergedChannels)
+        process.finished.connect(self._ended)
+        process.errorOccurred.connect(lambda _e: self.message.emit("The local server failed: %s" % process.errorString()))
+        self.process = process
+        process.start(config.python, serve_arguments(server_url, config.model))
+        self.message.emit("Starting the local server (the model loads for a while)…")
+        return True
+
+    def _ended(self, code: int, _status: object) -> None:
+        if self.process is not None:
+            tail = bytes(self.process.readAll()).decode("utf-8", errors="replace").strip().splitlines()[-3:]
+            self.message.emit("The local server stopped (exit %d). %s" % (code, " ".join(tail)))
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None or process.state() == QProcess.NotRunning:
+            return
+        process.finished.disconnect()
+        process.terminate()
+        if not process.waitForFinished(5000):
+            process.kill()
+            process.waitForFinished(2000)

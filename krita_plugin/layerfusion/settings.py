@@ -1,0 +1,75 @@
+"""The docker's settings, persisted with QSettings between Krita sessions."""
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .qt import QSettings
+from .wire import protocol, sizes
+
+GROUP = "LayerFusion"
+
+
+@dataclass
+class Settings:
+    server_url: str = "http://%s:%d" % (protocol.DEFAULT_HOST, protocol.DEFAULT_PORT)
+    token: str = ""
+    foreground_prompt: str = ""
+    background_prompt: str = ""
+    negative_prompt: str = ""
+    blend: str = protocol.BlendMode.generative.value
+    seed: int = 0
+    random_seed: bool = True
+    steps: int = 25
+    guidance: float = 7.0
+    strength: float = 0.5
+    boundary: float = 0.5
+    softness: float = 0.5
+    mask_source: str = protocol.MaskSource.product.value
+    auto_reblend: bool = False
+    # Pixels the model works at; SDXL's one megapixel unless a smaller (test, preview) size is wanted.
+    target_pixels: int = sizes.SDXL_PIXELS
+    history_limit: int = 12
+
+    def method_options(self) -> Any:
+        return protocol.MethodOptions(
+            mask_source=protocol.MaskSource(self.mask_source), boundary=self.boundary, softness=self.softness
+        )
+
+
+def _coerce(value: Any, default: Any) -> Any:
+    """QSettings hands back strings from ini files; turn them back into the default's type."""
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            return value.lower() in ("true", "1", "yes")
+        return bool(value)
+    return type(default)(value)
+
+
+def load(store: QSettings) -> Settings:
+    out = Settings()
+    store.beginGroup(GROUP)
+    try:
+        for f in dataclasses.fields(Settings):
+            if store.contains(f.name):
+                default = getattr(out, f.name)
+                try:
+                    setattr(out, f.name, _coerce(store.value(f.name), default))
+                except (TypeError, ValueError):
+                    pass  # a damaged entry falls back to the default
+    finally:
+        store.endGroup()
+    return out
+
+
+def save(store: QSettings, values: Settings) -> None:
+    store.beginGroup(GROUP)
+    try:
+        for f in dataclasses.fields(Settings):
+            store.setValue(f.name, getattr(values, f.name))
+    finally:
+        store.endGroup()
+    store.sync()
+
+
+def default_store() -> QSettings:
+    return QSettings("LayerFusion", "krita-plugin")

@@ -1,0 +1,146 @@
+"""Test-only Krita plugin: drives LayerFusion in the real GUI (actions, docker, undo), then quits.
+
+Installed only into a throw-away profile by tests/krita/test_krita_gui.py; LF_GUI_CONFIG names the
+JSON config, and what was seen goes to its "result" file.
+"""
+import json
+import os
+import time
+import traceback
+
+from krita import Extension, Krita
+from PyQt5.QtCore import QTimer
+from PyQt5.QtWidgets import QApplication
+
+CFG = json.load(open(os.environ["LF_GUI_CONFIG"])) if os.environ.get("LF_GUI_CONFIG") else None
+
+
+def spin(condition, limit=240.0):
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out in the GUI self-test")
+        QApplication.processEvents()
+        time.sleep(0.005)
+
+
+def pixels(node, w, h):
+    return bytes(node.pixelData(0, 0, w, h))
+
+
+def _layer_rows():
+    """Rows the Layers docker's tree view shows (to catch a docker that did not hear of the group)."""
+    from PyQt5.QtWidgets import QTreeView
+
+    app = Krita.instance()
+    for dock in app.dockers():
+        if dock.objectName() == "KisLayerBox":
+            view = dock.findChild(QTreeView)
+            if view is not None and view.model() is not None:
+                return view.model().rowCount()
+    return None
+
+
+def scenario(facts):
+    from layerfusion.layers import find_group, member
+    from layerfusion.reblend import blend_layers
+    from layerfusion.settings import Settings
+
+    app = Krita.instance()
+    win = app.activeWindow()
+    spin(lambda: app.activeWindow() is not None)
+    win = app.activeWindow()
+    win.qwindow().setGeometry(0, 0, 1600, 1000)  # Xvfb has no window manager to maximise it
+    W, H = CFG["width"], CFG["height"]
+    doc = app.createDocument(W, H, "LayerFusion demo", "RGBA", "U8", "", 300.0)
+    win.addView(doc)
+    spin(lambda: app.activeDocument() is not None)
+    dockers = [d for d in app.dockers() if d.objectName() == "layerfusion_docker"]
+    facts["docker_found"] = bool(dockers)
+    docker = dockers[0]
+    for other in app.dockers():  # room for the LayerFusion docker in the screenshot
+        if other.objectName() not in ("layerfusion_docker", "KisLayerBox"):
+            other.hide()
+    docker.show()
+    docker.raise_()
+    panel, controller = docker.panel, docker.controller
+    panel.apply(Settings(server_url=CFG["url"], foreground_prompt="a wine glass",
+                         background_prompt="a wooden table at dusk", steps=2, seed=42, random_seed=False,
+                         target_pixels=128 * 128))
+    controller._settings_changed()
+    spin(lambda: panel.connection.property("state") == "connected", 60)
+    facts["connection_text"] = panel.connection.text()
+    facts["actions"] = [bool(app.action(n)) for n in ("layerfusion_generate", "layerfusion_reblend")]
+    finished = []
+    controller.job_finished.connect(finished.append)
+
+    app.action("layerfusion_generate").trigger()
+    spin(lambda: len(finished) == 1)
+    doc.waitForDone()
+    facts["generate_state"] = finished[0].state
+    group = find_group(doc)
+    facts["children"] = [n.name() for n in group.childNodes()]
+    blend0 = pixels(blend_layers(doc, group)[-1], W, H)
+    doc.setActiveNode(group)
+    facts["layer_docker_rows"] = _layer_rows()
+    deadline = time.monotonic() + 3.0  # let the canvas, layer list and docker repaint first
+    while time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.02)
+    facts["layer_docker_rows_later"] = _layer_rows()
+    screen = QApplication.primaryScreen().grabWindow(0)
+    facts["screenshot_saved"] = screen.save(CFG["screenshot"], "PNG")
+
+    fg = member(doc, group, "foreground")
+    pos = fg.position()
+    fg.move(pos.x() + CFG["dx"], pos.y() + CFG["dy"])
+    doc.waitForDone()
+    app.action("layerfusion_reblend").trigger()
+    spin(lambda: len(finished) == 2)
+    doc.waitForDone()
+    facts["reblend_state"] = finished[1].state
+    facts["children_after_reblend"] = [n.name() for n in group.childNodes()]
+    facts["top_blend_changed"] = pixels(blend_layers(doc, group)[-1], W, H) != blend0
+
+    app.action("edit_undo").trigger()  # one step: the re-blend
+    doc.waitForDone()
+    spin(lambda: True)
+    facts["children_after_undo"] = [n.name() for n in group.childNodes()]
+    facts["blend_restored_by_undo"] = pixels(blend_layers(doc, group)[-1], W, H) == blend0
+    app.action("edit_undo").trigger()  # one step: the whole generation
+    doc.waitForDone()
+    spin(lambda: True)
+    facts["top_level_after_second_undo"] = [n.name() for n in doc.rootNode().childNodes()]
+    app.action("edit_redo").trigger()
+    doc.waitForDone()
+    facts["top_level_after_redo"] = [n.name() for n in doc.rootNode().childNodes()]
+    spin(lambda: True)
+    facts["layer_docker_rows_after_redo"] = _layer_rows()
+    doc.setModified(False)
+
+
+class SelfTest(Extension):
+    def setup(self):
+        if CFG is not None:
+            QTimer.singleShot(int(CFG.get("delay_ms", 3000)), self.run)
+
+    def createActions(self, window):
+        pass
+
+    def run(self):
+        facts = {}
+        try:
+            scenario(facts)
+            facts["ok"] = True
+        except Exception:
+            facts["error"] = traceback.format_exc()
+        with open(CFG["result"], "w") as handle:
+            json.dump(facts, handle, indent=1)
+        for doc in Krita.instance().documents():
+            doc.setModified(False)
+        QTimer.singleShot(500, lambda: Krita.instance().action("file_quit").trigger())
+        # If a dialog holds the quit up, leave anyway: the result is written already.
+        QTimer.singleShot(15000, lambda: QApplication.exit(0))
+
+
+Krita.instance().addExtension(SelfTest(Krita.instance()))

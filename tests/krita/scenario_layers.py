@@ -1,0 +1,171 @@
+"""Runs INSIDE real Krita (kritarunner): generate into layers, move, re-blend, save and reopen.
+
+The test (test_krita_layers.py) starts kritarunner on this module with a JSON config named by
+LF_SCENARIO_CONFIG and reads the facts this writes; the assertions live in the test, so a crash here
+shows up as missing facts plus the traceback.
+"""
+import json
+import os
+import time
+import traceback
+
+
+def spin(condition, limit=180.0):
+    from PyQt5.QtWidgets import QApplication
+
+    app = QApplication.instance()
+    deadline = time.monotonic() + limit
+    while not condition():
+        if time.monotonic() > deadline:
+            raise RuntimeError("timed out waiting inside Krita")
+        app.processEvents()
+        time.sleep(0.005)
+
+
+def bgra(node, x, y, w, h):
+    return bytes(node.pixelData(x, y, w, h))
+
+
+def alpha_over(fg, bg):
+    """Straight-alpha 'over' of two BGRA byte strings (the composite a plain layer stack shows)."""
+    out = bytearray(len(bg))
+    for i in range(0, len(bg), 4):
+        a = fg[i + 3]
+        for c in range(3):
+            out[i + c] = (fg[i + c] * a + bg[i + c] * (255 - a) + 127) // 255
+        out[i + 3] = 255
+    return bytes(out)
+
+
+def mean_abs(a, b, w, rect=None, h=None):
+    total = count = 0
+    for i in range(0, len(a), 4):
+        p = i // 4
+        x, y = p % w, p // w
+        if rect and not (rect[0] <= x < rect[0] + rect[2] and rect[1] <= y < rect[1] + rect[3]):
+            continue
+        total += sum(abs(a[i + c] - b[i + c]) for c in range(3))
+        count += 3
+    return total / max(1, count)
+
+
+def run(cfg, facts):
+    from krita import Krita
+    from layerfusion.controller import Controller
+    from layerfusion.docker import Panel
+    from layerfusion.layers import find_group, member, read_records
+    from layerfusion.reblend import KritaSide, blend_layers
+    from layerfusion.settings import Settings
+
+    W, H = cfg["width"], cfg["height"]
+    app = Krita.instance()
+    doc = app.createDocument(W, H, "lf-test", "RGBA", "U8", "", 300.0)
+    side = KritaSide(doc)
+    panel = Panel()
+    settings = Settings(server_url=cfg["url"], foreground_prompt="a wine glass", background_prompt="a wooden table",
+                        steps=2, seed=5, random_seed=False, target_pixels=128 * 128, strength=0.6)
+    controller = Controller(panel, side, settings)
+    finished = []
+    controller.job_finished.connect(finished.append)
+
+    controller.generate()
+    spin(lambda: len(finished) == 1)
+    facts["generate_state"] = finished[0].state
+    facts["message"] = panel.message.text()
+    group = find_group(doc)
+    facts["top_level"] = [n.name() for n in doc.rootNode().childNodes()]
+    facts["group_name"] = group.name() if group else None
+    facts["group_type"] = group.type() if group else None
+    facts["children"] = [n.name() for n in group.childNodes()]
+    facts["bounds"] = {n.name(): [n.bounds().x(), n.bounds().y(), n.bounds().width(), n.bounds().height()]
+                       for n in group.childNodes()}
+    fg, bg = member(doc, group, "foreground"), member(doc, group, "background")
+    blend = blend_layers(doc, group)[-1]
+    fg0, bg0, blend0 = bgra(fg, 0, 0, W, H), bgra(bg, 0, 0, W, H), bgra(blend, 0, 0, W, H)
+    alphas = fg0[3::4]
+    facts["fg_alpha_levels"] = len(set(alphas))
+    facts["fg_partial_alpha"] = sum(1 for a in alphas if 0 < a < 255)
+    facts["bg_alpha_min"] = min(bg0[3::4])
+    facts["blend_vs_alpha_composite"] = mean_abs(blend0, alpha_over(fg0, bg0), W)
+    record = read_records(doc)[group.uniqueId().toString()]
+    facts["record_seed"] = record["params"].get("seed")
+    facts["record_rect"] = record["rect"]
+    facts["record_generation_size"] = record["generation_size"]
+
+    dx, dy = cfg["dx"], cfg["dy"]
+    pos = fg.position()
+    fg.move(pos.x() + dx, pos.y() + dy)
+    doc.waitForDone()
+    b = fg.bounds()
+    facts["fg_bounds_moved"] = [b.x(), b.y(), b.width(), b.height()]
+    moved_fg = bgra(fg, 0, 0, W, H)
+    facts["fg_read_shift_ok"] = moved_fg[(dy * W + dx) * 4 : (dy * W + dx) * 4 + 4 * 8] == fg0[0 : 4 * 8]
+
+    controller.reblend()
+    spin(lambda: len(finished) == 2)
+    facts["reblend_state"] = finished[1].state
+    facts["reblend_message"] = panel.message.text()
+    blends = blend_layers(doc, group)
+    facts["blend_count"] = len(blends)
+    facts["children_after_reblend"] = [n.name() for n in group.childNodes()]
+    blend1 = bgra(blends[-1], 0, 0, W, H)
+    facts["blend_change_moved_region"] = mean_abs(blend1, blend0, W, [dx, dy, W - dx, H - dy])
+    facts["old_blend_kept_below"] = bgra(blends[0], 0, 0, W, H) == blend0
+    facts["reblend_params_recorded"] = "reblend_params" in read_records(doc)[group.uniqueId().toString()]
+
+    # A second re-blend keeps at most two blend layers (the covered previous one and the new one).
+    controller.reblend()
+    spin(lambda: len(finished) == 3)
+    facts["blend_count_after_second"] = len(blend_layers(doc, group))
+
+    # Never half-inserted: an insert that fails leaves the document as it was.
+    before = [n.name() for n in doc.rootNode().childNodes()]
+    target = side.generation_target(128 * 128)
+    try:
+        side.insert(target, {"background": bg0}, {"seed": 1}, "broken")
+        facts["broken_insert"] = "no error"
+    except Exception as err:
+        facts["broken_insert"] = str(err)
+    facts["after_broken_insert_unchanged"] = [n.name() for n in doc.rootNode().childNodes()] == before
+    facts["records_after_broken"] = len(read_records(doc))
+
+    path = os.path.join(cfg["workdir"], "scene.kra")
+    doc.setBatchmode(True)
+    facts["saved"] = bool(doc.saveAs(path))
+    doc.close()
+
+    # A document closed while its job runs gets nothing and nothing breaks.
+    doc2 = app.createDocument(W, H, "closing", "RGBA", "U8", "", 300.0)
+    side.document = doc2
+    controller.generate()
+    doc2.close()
+    spin(lambda: len(finished) == 4)
+    facts["closed_doc_message"] = panel.message.text()
+
+    reopened = app.openDocument(path)
+    facts["reopened"] = reopened is not None
+    group2 = find_group(reopened)
+    facts["reopened_children"] = [n.name() for n in group2.childNodes()] if group2 else None
+    records = read_records(reopened)
+    facts["reopened_record_seed"] = records[group2.uniqueId().toString()]["params"].get("seed") if group2 else None
+    fg2 = member(reopened, group2, "foreground")
+    b2 = fg2.bounds()
+    facts["reopened_fg_bounds"] = [b2.x(), b2.y(), b2.width(), b2.height()]
+    facts["reopened_fg_same_pixels"] = bgra(fg2, 0, 0, W, H) == moved_fg
+    reopened.close()
+    controller.shutdown()
+    panel.deleteLater()
+    spin(lambda: True)
+
+
+def __main__(args):
+    with open(os.environ["LF_SCENARIO_CONFIG"]) as handle:
+        cfg = json.load(handle)
+    facts = {}
+    try:
+        run(cfg, facts)
+        facts["ok"] = True
+    except Exception:
+        facts["error"] = traceback.format_exc()
+    with open(cfg["result"], "w") as handle:
+        json.dump(facts, handle, indent=1)

@@ -1,0 +1,102 @@
+"""LayerFusion in the real Krita GUI under Xvfb: docker, Tools actions, undo, and a screenshot.
+
+A test-only plugin (gui_selftest/) drives the session from inside Krita and writes what it saw.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.plugin.launch import REPO
+
+pytestmark = pytest.mark.krita
+HERE = Path(__file__).resolve().parent
+W, H, DX, DY = 256, 192, 32, 24
+
+
+def install_profile(home: Path) -> dict:
+    """A throw-away Krita profile holding the plugin (with shared/ copied in, as install.py does)."""
+    pykrita = home / "data" / "krita" / "pykrita"
+    pykrita.mkdir(parents=True)
+    shutil.copy(REPO / "krita_plugin" / "layerfusion.desktop", pykrita)
+    shutil.copytree(REPO / "krita_plugin" / "layerfusion", pykrita / "layerfusion",
+                    ignore=shutil.ignore_patterns("__pycache__", "server.json"))
+    shutil.copytree(REPO / "shared", pykrita / "layerfusion" / "_shared", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(HERE / "gui_selftest" / "lf_selftest.desktop", pykrita)
+    shutil.copytree(HERE / "gui_selftest" / "lf_selftest", pykrita / "lf_selftest")
+    config = home / "config"
+    config.mkdir()
+    (config / "kritarc").write_text("[python]\nenable_layerfusion=true\nenable_lf_selftest=true\n")
+    return {"HOME": str(home), "XDG_DATA_HOME": str(home / "data"), "XDG_CONFIG_HOME": str(config)}
+
+
+@pytest.fixture(scope="module")
+def gui(krita_backend, tmp_path_factory):
+    if shutil.which("krita") is None or shutil.which("xvfb-run") is None:
+        pytest.skip("Krita or xvfb-run is not installed; CI installs both")
+    work = tmp_path_factory.mktemp("krita-gui")
+    artifacts = REPO / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    cfg = {"url": krita_backend.url, "width": W, "height": H, "dx": DX, "dy": DY,
+           "result": str(work / "gui.json"), "screenshot": str(artifacts / "krita_gui.png")}
+    (work / "cfg.json").write_text(json.dumps(cfg))
+    env = dict(os.environ)
+    env.pop("QT_QPA_PLATFORM", None)  # the real xcb platform on Xvfb, not offscreen
+    env.update(install_profile(work / "home"), LF_GUI_CONFIG=str(work / "cfg.json"))
+    log = open(work / "krita.log", "w")
+    proc = subprocess.Popen(
+        ["xvfb-run", "-a", "-s", "-screen 0 1600x1000x24", "krita", "--nosplash"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    result = Path(cfg["result"])
+    deadline = time.monotonic() + 420  # guards against a hang; not a timing assertion
+    while proc.poll() is None and time.monotonic() < deadline and not result.exists():
+        time.sleep(1)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # only the session this test started
+        proc.wait(timeout=30)
+    if not result.exists():
+        raise AssertionError("Krita wrote no result; log tail:\n" + (work / "krita.log").read_text(errors="replace")[-3000:])
+    facts = json.loads(result.read_text())
+    if "error" in facts:
+        raise AssertionError("the GUI self-test failed inside Krita:\n" + facts["error"])
+    facts["screenshot"] = cfg["screenshot"]
+    return facts
+
+
+def test_docker_and_actions_exist(gui):
+    assert gui["docker_found"]
+    assert gui["actions"] == [True, True]
+    assert gui["connection_text"].startswith("Connected")
+
+
+def test_generate_action_inserts_the_group(gui):
+    assert gui["generate_state"] == "done"
+    assert gui["children"] == ["Background", "Foreground", "Blend"]
+
+
+def test_regenerate_blend_is_one_undo_step(gui):
+    assert gui["reblend_state"] == "done"
+    assert gui["children_after_reblend"] == ["Background", "Foreground", "Blend", "Blend"]
+    assert gui["top_blend_changed"]
+    assert gui["children_after_undo"] == ["Background", "Foreground", "Blend"]
+    assert gui["blend_restored_by_undo"]
+
+
+def test_generation_is_one_undo_step(gui):
+    assert gui["top_level_after_second_undo"] == ["Background"]
+    assert len(gui["top_level_after_redo"]) == 2
+
+
+def test_screenshot_written(gui):
+    shot = Path(gui["screenshot"])
+    assert gui["screenshot_saved"] and shot.stat().st_size > 10000
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,77 @@
+"""The plugin's document side in real Krita 5.1 (kritarunner) against a live tiny backend."""
+from __future__ import annotations
+
+import pytest
+
+from tests.krita.kritarun import run_scenario
+
+pytestmark = pytest.mark.krita
+W, H, DX, DY = 160, 128, 24, 16
+
+
+@pytest.fixture(scope="module")
+def facts(krita_backend, tmp_path_factory):
+    return run_scenario("scenario_layers", {"url": krita_backend.url, "width": W, "height": H, "dx": DX, "dy": DY},
+                        tmp_path_factory.mktemp("krita-layers"))
+
+
+def test_generate_inserts_one_group_with_three_layers(facts):
+    assert facts["generate_state"] == "done", facts["message"]
+    assert facts["group_type"] == "grouplayer"
+    assert facts["group_name"].startswith("LayerFusion: a wine glass / a wooden table · seed 5")
+    assert facts["children"] == ["Background", "Foreground", "Blend"]
+    assert facts["top_level"][-1] == facts["group_name"]
+    for name in ("Background", "Blend"):
+        assert facts["bounds"][name] == [0, 0, W, H]  # scaled back from the model's size to the canvas
+    x, y, w, h = facts["bounds"]["Foreground"]
+    assert 0 <= x and 0 <= y and x + w <= W and y + h <= H
+
+
+def test_foreground_has_real_partial_alpha(facts):
+    assert facts["fg_alpha_levels"] > 10
+    assert facts["fg_partial_alpha"] > 0
+    assert facts["bg_alpha_min"] == 255
+
+
+def test_generative_blend_is_not_an_alpha_composite(facts):
+    assert facts["blend_vs_alpha_composite"] > 2.0
+
+
+def test_generation_parameters_are_stored_with_the_group(facts):
+    assert facts["record_seed"] == 5
+    assert facts["record_rect"] == [0, 0, W, H]
+    assert facts["record_generation_size"][0] % 64 == 0
+
+
+def test_moved_foreground_is_read_where_it_lies(facts):
+    x, y, w, h = facts["bounds"]["Foreground"]
+    assert facts["fg_bounds_moved"][:2] == [x + DX, y + DY]
+    assert facts["fg_read_shift_ok"]
+
+
+def test_regenerate_blend_replaces_blend_in_one_insertion(facts):
+    assert facts["reblend_state"] == "done", facts["reblend_message"]
+    assert facts["blend_change_moved_region"] > 1.0
+    # The new Blend goes on top of the old one (one undo step shows the old one again).
+    assert facts["children_after_reblend"] == ["Background", "Foreground", "Blend", "Blend"]
+    assert facts["old_blend_kept_below"]
+    assert facts["reblend_params_recorded"]
+    assert facts["blend_count_after_second"] == 2
+
+
+def test_failed_insert_leaves_the_document_untouched(facts):
+    assert "foreground" in facts["broken_insert"]
+    assert facts["after_broken_insert_unchanged"]
+    assert facts["records_after_broken"] == 1
+
+
+def test_closed_document_is_left_alone(facts):
+    assert "closed" in facts["closed_doc_message"]
+
+
+def test_save_and_reopen_keeps_group_params_and_placement(facts):
+    assert facts["saved"] and facts["reopened"]
+    assert facts["reopened_children"] == ["Background", "Foreground", "Blend", "Blend"]
+    assert facts["reopened_record_seed"] == 5
+    assert facts["reopened_fg_bounds"] == facts["fg_bounds_moved"]
+    assert facts["reopened_fg_same_pixels"]
