@@ -3,13 +3,14 @@
 HTTP round trip = POST /v1/jobs -> event stream to the final status -> the three PNGs fetched, against
 a real ``python -m backend serve`` subprocess on loopback. It is compared with the Engine.run of the
 same job (the engine times itself inside the server), which holds up on a shared, noisy machine, and
-with a separate ``Engine.run`` of the same request in this process (previews on in both), alternating. Then, while one more job runs, GET /v1/jobs/{id} is
-timed back to back for status latency (p50/p99).
+with a separate ``Engine.run`` of the same request in this process (previews on in both), alternating.
+Then, while one more job runs, GET /v1/jobs/{id} is timed back to back for status latency (p50/p99).
 
 Writes its own "## Server overhead" section into docs/PERFORMANCE.md (replacing an earlier one).
 
     python bench/server_overhead.py [--size 512] [--steps 4] [--runs 5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -105,8 +106,11 @@ async def measure(args: argparse.Namespace, backend: BackendProcess, engine: Eng
             body = request_body(args, 100 + i)
             local.append(run_in_process(engine, body))
             http.append(await run_over_http(api, body, pid))
-            print("run %d: in process %.3f s (cpu %.3f), over HTTP %.3f s (server cpu %.3f, engine %.3f)"
-                  % (i + 1, *local[-1], *http[-1]), flush=True)
+            print(
+                "run %d: in process %.3f s (cpu %.3f), over HTTP %.3f s (server cpu %.3f, engine %.3f)"
+                % (i + 1, *local[-1], *http[-1]),
+                flush=True,
+            )
         latency = await status_latency(api, request_body(args, 999), args.status_requests)
     return {"http": http, "local": local, "latency": latency, "load": os.getloadavg()}
 
@@ -126,20 +130,26 @@ def report(args: argparse.Namespace, result: Dict[str, Any]) -> str:
     met = "(met)" if same_job <= 1.10 else "(MISSED)"
     lines = [
         "Measured by `python bench/server_overhead.py --size %d --steps %d --runs %d` on %s UTC."
-        % (args.size, args.steps, args.runs, datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")),
+        % (
+            args.size,
+            args.steps,
+            args.runs,
+            datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        ),
         "",
         "Machine: %s, %s; load average %.1f at the end: the machine is shared with other work, so single wall"
         " times swing by several times. Model: tiny (random weights), previews on. In-process and HTTP runs"
-        " alternate, %d pairs after two warm-up pairs." % (machine(), platform.processor() or platform.machine(),
-                                                     result["load"][0], len(http_wall)),
+        " alternate, %d pairs after two warm-up pairs."
+        % (machine(), platform.processor() or platform.machine(), result["load"][0], len(http_wall)),
         "",
         "| Figure | Value | Target |",
         "|---|---|---|",
         "| HTTP round trip (POST, event stream to the end, 3 PNGs fetched) / the job's own `Engine.run`, "
         "median | %.3f | <= 1.10 %s |" % (same_job, met),
-        "| Time the server and HTTP add per job (PNG and record writes, events, transfer), median | %.0f ms | |"
-        % overhead_ms,
-        "| HTTP round trip, best / median | %.3f s / %.3f s | |" % (min(http_wall), statistics.median(http_wall)),
+        "| Time the server and HTTP add per job (PNG and record writes, events, transfer), median "
+        "| %.0f ms | |" % overhead_ms,
+        "| HTTP round trip, best / median | %.3f s / %.3f s | |"
+        % (min(http_wall), statistics.median(http_wall)),
         "| `Engine.run` in this process, best / median | %.3f s / %.3f s | |"
         % (min(local_wall), statistics.median(local_wall)),
         "| HTTP best / in-process best | %.3f | |" % best_ratio,
@@ -147,9 +157,12 @@ def report(args: argparse.Namespace, result: Dict[str, Any]) -> str:
         "| Status request latency while a job runs, p99 | %.2f ms | <= 20 ms %s |"
         % (p99, "(met)" if p99 <= 20 else "(MISSED)"),
         "",
-        "Single runs, wall s: in process %s; HTTP %s (engine inside: %s)." % (
-            ", ".join("%.2f" % t for t in local_wall), ", ".join("%.2f" % t for t in http_wall),
-            ", ".join("%.2f" % t for t in http_engine)),
+        "Single runs, wall s: in process %s; HTTP %s (engine inside: %s)."
+        % (
+            ", ".join("%.2f" % t for t in local_wall),
+            ", ".join("%.2f" % t for t in http_wall),
+            ", ".join("%.2f" % t for t in http_engine),
+        ),
         "",
     ]
     return "\n".join(lines)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from backend.cli.model_options import add_model_arguments, load_options
 from shared.fields import ProtocolError
 from shared.protocol import (AttentionBlend, BlendMode, MaskSource, PriorMode, Sampler, parse_job_request)
 
@@ -37,12 +38,10 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--blend-prompt", default="", help="default: '<fg>, <bg>'")
     parser.add_argument("--negative", default="", help="negative prompt")
-    parser.add_argument("--model", default="tiny", help="tiny (offline, paints noise), sdxl, or a path")
-    parser.add_argument("--models-dir", default=None, help="a models folder (ComfyUI layout understood)")
-    parser.add_argument("--device", default=None, help="auto (default), cuda, mps or cpu")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=7.0)
     parser.add_argument("--seed", type=int, default=None, help="default: random (written to params.json)")
+    add_model_arguments(parser, default_model="tiny")
     method = parser.add_argument_group("method options")
     method.add_argument("--mask-source", choices=[m.value for m in MaskSource])
     method.add_argument("--boundary", type=float, help="mask threshold tau")
@@ -115,9 +114,10 @@ def _run(args: argparse.Namespace, request) -> int:
     from tqdm import tqdm
 
     from backend.export.openraster import write_openraster
+    from backend.models.loading import ModelNotAvailable
     from backend.pipeline.engine import Engine
 
-    engine = Engine(args.model, device=args.device, models_dir=args.models_dir)
+    engine = Engine(load_options(args))
     try:
         engine.check(request)  # before loading anything: size limits are known per architecture
         print(f"loading model '{args.model}'…", file=sys.stderr)
@@ -125,6 +125,9 @@ def _run(args: argparse.Namespace, request) -> int:
         engine.check(request)
     except ProtocolError as err:
         return _fail(err)
+    except ModelNotAvailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     bar = tqdm(desc=request.kind.value, unit="step", file=sys.stderr)
 
     def on_step(update) -> None:

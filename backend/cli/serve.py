@@ -1,4 +1,5 @@
 """``python -m backend serve``: run the HTTP server until interrupted."""
+
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from backend.cli.model_options import add_model_arguments, load_options
 from backend.server.config import ConfigError, ServerConfig, default_output_dir
 from shared.protocol import DEFAULT_HOST, DEFAULT_PORT
 
@@ -22,14 +24,20 @@ READY_LINE = "LayerFusion backend listening on http://%s:%d"
 def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
     parser = subparsers.add_parser("serve", help="run the HTTP server the Krita plugin talks to")
     parser.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default %(default)s)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="port; 0 = any free one (default %(default)s)")
-    parser.add_argument("--model", default="sdxl", help="tiny, sdxl, a diffusers folder, a .safetensors file or a hub id")
-    parser.add_argument("--models-dir", default=None, help="where model files are kept")
-    parser.add_argument("--output-dir", type=Path, default=None, help="results folder (default %s)" % default_output_dir())
-    parser.add_argument("--token", default=None, help="require 'Authorization: Bearer TOKEN' (needed off loopback)")
-    parser.add_argument("--device", default=None, help="cuda, cuda:1, mps or cpu (default: the best there is)")
-    parser.add_argument("--max-queue", type=int, default=32, help="jobs that may wait before 429 (default %(default)s)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port; 0 = any free one (default %(default)s)"
+    )
+    parser.add_argument(
+        "--output-dir", type=Path, default=None, help="results folder (default %s)" % default_output_dir()
+    )
+    parser.add_argument(
+        "--token", default=None, help="require 'Authorization: Bearer TOKEN' (needed off loopback)"
+    )
+    parser.add_argument(
+        "--max-queue", type=int, default=32, help="jobs that may wait before 429 (default %(default)s)"
+    )
     parser.add_argument("--no-previews", action="store_true", help="send no preview images with progress")
+    add_model_arguments(parser, default_model="sdxl")
     parser.set_defaults(func=run)
 
 
@@ -37,12 +45,10 @@ def run(args: argparse.Namespace) -> int:
     config = ServerConfig(
         host=args.host,
         port=args.port,
-        model=args.model,
-        models_dir=args.models_dir,
+        loading=load_options(args),
         output_dir=args.output_dir or default_output_dir(),
         token=args.token,
         max_queue=args.max_queue,
-        device=args.device,
         previews=not args.no_previews,
     )
     try:
@@ -68,7 +74,7 @@ async def _serve(config: ServerConfig) -> None:
     port = runner.addresses[0][1] if runner.addresses else config.port
     host = "[%s]" % config.host if ":" in config.host else config.host  # IPv6 literals need brackets
     print(READY_LINE % (host, port), flush=True)
-    log.info("results go to %s; model %s loads in the background", config.output_dir, config.model)
+    log.info("results go to %s; model %s loads in the background", config.output_dir, config.loading.model)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

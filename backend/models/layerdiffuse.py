@@ -22,6 +22,7 @@ from torch import nn
 
 from backend.models.ldm_names import attention_block_map
 from backend.models.lowrank import LowRankDelta
+from backend.models.options import DEFAULT_RANK
 from backend.models.tiny import attention_projections
 from backend.models.weight_files import (
     TensorInfo,
@@ -36,7 +37,6 @@ ATTN_DIFFUSERS = "ld_diffusers_sdxl_attn.safetensors"
 DECODER_FILES = ("vae_transparent_decoder.safetensors", "ld_diffusers_sdxl_vae_transparent_decoder.safetensors")
 ENCODER_SCALES = {"vae_transparent_encoder.safetensors": 1.0,
                   "ld_diffusers_sdxl_vae_transparent_encoder.safetensors": 300.0}
-DEFAULT_RANK = 256
 LORA_KEY = re.compile(r"^diffusion_model\.(?P<name>.+)\.weight::(?P<kind>[a-z_]+)::(?P<index>\d+)$")
 
 # What ``identify`` can answer.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -17,6 +17,7 @@ import torch
 
 from backend.models import catalog, layerdiffuse, single_file, tiny
 from backend.models.bundle import SDXL, TINY, Architecture, ModelBundle
+from backend.models.options import LoadOptions
 
 log = logging.getLogger(__name__)
 
@@ -27,26 +28,6 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 class ModelNotAvailable(RuntimeError):
     """The model's files are not on this machine (and downloading was not allowed or not possible)."""
-
-
-@dataclass
-class LoadOptions:
-    model: str = "tiny"  # "tiny", "sdxl", a hub repo id, a diffusers folder or a .safetensors checkpoint
-    models_dir: Optional[str] = None  # a ComfyUI-style models folder (checkpoints/, layer_model/, vae/)
-    device: str = "auto"  # auto | cuda | cuda:N | mps | cpu
-    dtype: str = "auto"  # auto | fp16 | bf16 | fp32 (auto: fp16 on CUDA and MPS, fp32 on CPU)
-    cpu_offload: bool = False  # keep modules in RAM; the pipeline moves each to the GPU while it runs
-    vae_tiling: bool = False
-    attention_slicing: bool = False
-    # Explicit LayerDiffuse paths, overriding what is found: keys attn, decoder, encoder, encoder_scale.
-    layerdiffuse_files: dict[str, Any] = field(default_factory=dict)
-    attn_rank: int = layerdiffuse.DEFAULT_RANK  # rank kept when factorising the dense diffusers offsets
-    variant: Optional[str] = "fp16"  # weight variant of a hub repo / diffusers folder, when present
-    # A separate VAE file replacing the model's (e.g. <models-dir>/vae/sdxl_vae.safetensors or the fp16-fix
-    # VAE, which does not overflow in fp16); either layout.
-    vae: Optional[str] = None
-    # Fetch missing ``sdxl`` files into the HF cache before loading (the server's first start, if allowed).
-    allow_download: bool = False
 
 
 def resolve_device(request: str = "auto") -> torch.device:

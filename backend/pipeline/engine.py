@@ -17,6 +17,8 @@ from PIL import Image
 
 from backend import __version__
 from backend.models.bundle import SDXL, TINY, Architecture, ModelBundle
+from backend.models.loading import load_bundle
+from backend.models.options import LoadOptions
 from backend.pipeline import decoding
 from backend.pipeline.attention import check_prior_block
 from backend.pipeline.layerfusion import LayerFusionPipeline
@@ -81,11 +83,16 @@ def image_to_tensor(image: Image.Image) -> torch.Tensor:
 class Engine:
     """Loads a model (``tiny``, ``sdxl`` or a path) and runs generate and re-blend jobs on it."""
 
-    def __init__(self, model: str = "tiny", *, device: Optional[str] = None, models_dir: Optional[str] = None):
-        self.model = model
-        self.device_request = device
-        self.models_dir = models_dir
-        self.architecture = architecture_of(model)
+    def __init__(self, model: "str | LoadOptions" = "tiny", *, device: Optional[str] = None,
+                 models_dir: Optional[str] = None):
+        options = model if isinstance(model, LoadOptions) else LoadOptions(model=model)
+        if device is not None:
+            options.device = device
+        if models_dir is not None:
+            options.models_dir = models_dir
+        self.options = options
+        self.model = options.model
+        self.architecture = architecture_of(options.model)
         self.bundle: Optional[ModelBundle] = None
         self.pipe: Optional[LayerFusionPipeline] = None
         self._previewer: Optional[LatentPreviewer] = None
@@ -96,15 +103,13 @@ class Engine:
 
     @property
     def device_description(self) -> str:
-        return self.bundle.describe_device() if self.bundle is not None else "not loaded"
+        """The device and dtype once loaded (e.g. 'cuda:0 (float16)'), before that what was asked for."""
+        return self.bundle.describe_device() if self.bundle is not None else self.options.device
 
     def load(self) -> None:
         if self.pipe is not None:
             return
-        from backend.models.loading import LoadOptions, load_bundle
-
-        self.bundle = load_bundle(LoadOptions(model=self.model, models_dir=self.models_dir,
-                                              device=self.device_request or "auto"))
+        self.bundle = load_bundle(self.options)
         self.architecture = self.bundle.architecture
         self.pipe = LayerFusionPipeline.from_bundle(self.bundle)
         self._previewer = LatentPreviewer(self.bundle.vae)

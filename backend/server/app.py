@@ -1,4 +1,5 @@
 """The aiohttp application: middlewares, routes, and the job service's start and stop."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,7 +25,7 @@ def create_app(config: ServerConfig, engine: Optional[Engine] = None) -> web.App
     it is loaded in the worker thread once the app starts, so the server answers health at once."""
     config.validate()
     if engine is None:
-        engine = Engine(config.model, device=config.device, models_dir=config.models_dir)
+        engine = Engine(config.loading)
     # The error middleware is outermost, so auth refusals come out as JSON too.
     app = web.Application(
         middlewares=[error_middleware, make_auth_middleware(config.token)],
@@ -39,7 +40,8 @@ def create_app(config: ServerConfig, engine: Optional[Engine] = None) -> web.App
             ResultStore(config.output_dir),
             asyncio.get_running_loop(),
             max_queue=config.max_queue,
-            model_name=config.model,
+            max_queued_upload_bytes=config.max_queued_upload_bytes,
+            model_name=config.loading.model,
             token_required=bool(config.token),
             previews=config.previews,
         )
@@ -50,4 +52,11 @@ def create_app(config: ServerConfig, engine: Optional[Engine] = None) -> web.App
         await asyncio.get_running_loop().run_in_executor(None, service.stop)
 
     app.cleanup_ctx.append(service_context)
+
+    async def end_streams(app: web.Application) -> None:
+        # Runs before aiohttp waits for open requests: event streams of jobs that will not finish
+        # now would otherwise hold the shutdown for its whole timeout.
+        app[SERVICE].book.close_streams()
+
+    app.on_shutdown.append(end_streams)
     return app

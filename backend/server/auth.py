@@ -1,4 +1,5 @@
 """Bearer-token check: with a token configured, every request except health must carry it."""
+
 from __future__ import annotations
 
 import hmac

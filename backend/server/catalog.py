@@ -3,6 +3,7 @@
 Availability comes from backend.models.catalog (the same look-up ``python -m backend models list``
 does); it reads file headers, so the handler runs this in a thread.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -50,6 +51,13 @@ def model_list(loaded: str, models_dir: Optional[str]) -> ModelList:
             available = _available(name, kind, folder)
         except (OSError, ValueError):
             available = False  # an unreadable folder or a name the hub cache cannot take
-        models.append(ModelInfo(name=name, kind=kind, available=available, loaded=name == loaded,
-                                description=catalog.PRESETS.get(name, "model at %s" % name)))
+        models.append(
+            ModelInfo(
+                name=name,
+                kind=kind,
+                available=available,
+                loaded=name == loaded,
+                description=catalog.PRESETS.get(name, "model at %s" % name),
+            )
+        )
     return ModelList(models=models, loaded=loaded)

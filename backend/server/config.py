@@ -1,13 +1,15 @@
 """Everything the server is started with; built by ``python -m backend serve`` or by tests."""
+
 from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from shared.protocol import DEFAULT_HOST, DEFAULT_PORT
+from backend.models.options import LoadOptions
+from shared.protocol import DEFAULT_HOST, DEFAULT_PORT, MAX_UPLOAD_BYTES
 
 
 def default_output_dir() -> Path:
@@ -24,13 +26,15 @@ class ConfigError(ValueError):
 class ServerConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    model: str = "sdxl"
-    models_dir: Optional[str] = None
+    # The model and how to load it (the same options as the command line's model flags).
+    loading: LoadOptions = field(default_factory=lambda: LoadOptions(model="sdxl"))
     output_dir: Path = Path("outputs")
     token: Optional[str] = None
     # Jobs waiting (not counting the running one) before POST /v1/jobs answers 429.
     max_queue: int = 32
-    device: Optional[str] = None
+    # Uploaded PNG text (base64) that waiting re-blend jobs may hold in memory together; past it,
+    # another re-blend is answered 429 until the queue drains (one is always let in).
+    max_queued_upload_bytes: int = 4 * MAX_UPLOAD_BYTES
     # Ask the engine for a small preview image with every step, sent on the event stream.
     previews: bool = True
 

@@ -3,6 +3,7 @@
 Client mistakes get their 4xx; anything unexpected is logged with a fresh id and answered 500 with
 only that id, so no traceback or internal detail ever reaches the wire.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,7 +35,11 @@ _KEPT_HEADERS = ("Allow", "WWW-Authenticate", "Retry-After")
 
 
 def error_response(
-    status: int, code: str, message: str, field: Optional[str] = None, headers: Optional[Dict[str, str]] = None
+    status: int,
+    code: str,
+    message: str,
+    field: Optional[str] = None,
+    headers: Optional[Dict[str, str]] = None,
 ) -> web.Response:
     return web.json_response(ProtocolError(code, message, field).to_json(), status=status, headers=headers)
 

@@ -3,6 +3,7 @@
 The protocol's own checks read PNG headers only; here each uploaded PNG is also decoded in full, so
 a truncated or corrupt upload is refused with a 400 naming its field instead of failing the job later.
 """
+
 from __future__ import annotations
 
 import base64

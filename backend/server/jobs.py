@@ -4,6 +4,7 @@ All job records are read and changed on the event loop's thread only: the worker
 news (started, a step, finished) with ``loop.call_soon_threadsafe``. That keeps status answers free
 of locks. The one thing the worker reads directly is a job's cancel flag (a threading.Event).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -204,6 +205,12 @@ class JobBook:
         if queue in job.subscribers:
             job.subscribers.remove(queue)
 
+    def close_streams(self) -> None:
+        """Ends every open event stream (server shutdown): an empty event name means 'stop here'."""
+        for job in self.jobs.values():
+            for queue in job.subscribers:
+                queue.put_nowait(("", {}, True))
+
     def recent(self, limit: int) -> List[Job]:
         return sorted(self.jobs.values(), key=lambda j: j.created, reverse=True)[:limit]
 
@@ -214,7 +221,8 @@ def ended(job: Job, state: JobState) -> Outcome:
 
 
 def interrupted(job: Job) -> Outcome:
-    """A job the previous server process never finished: it failed, and says why."""
+    """A job the server stopped before it finished (now, or in an earlier process): it failed, and
+    says why; the artist did not cancel it."""
     return Outcome(
         state=JobState.failed,
         finished=time.time(),

@@ -1,4 +1,5 @@
 """The HTTP handlers of the API in DESIGN.md; each one answers from the loop without model work."""
+
 from __future__ import annotations
 
 import asyncio
@@ -42,7 +43,7 @@ async def health(request: web.Request) -> web.Response:
 async def models(request: web.Request) -> web.Response:
     config = request.app[CONFIG]
     loop = asyncio.get_running_loop()
-    return _json(await loop.run_in_executor(None, model_list, config.model, config.models_dir))
+    return _json(await loop.run_in_executor(None, model_list, config.loading.model, config.loading.models_dir))
 
 
 async def create_job(request: web.Request) -> web.Response:
@@ -85,7 +86,9 @@ async def job_image(request: web.Request) -> web.StreamResponse:
     if path is None:
         raise web.HTTPNotFound(text="job %s has no image %r" % (job.id, name))
     # Results never change once written.
-    return web.FileResponse(path, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=86400"})
+    return web.FileResponse(
+        path, headers={"Content-Type": "image/png", "Cache-Control": "private, max-age=86400"}
+    )
 
 
 async def job_events(request: web.Request) -> web.StreamResponse:
@@ -108,7 +111,8 @@ async def job_events(request: web.Request) -> web.StreamResponse:
             except asyncio.TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
-            await _send(response, name, data)
+            if name:  # the server is shutting down when it is empty
+                await _send(response, name, data)
             if last:
                 break
     except ConnectionResetError:

@@ -1,4 +1,5 @@
 """The job service the HTTP handlers call: submit, look up, list, cancel, health, restore from disk."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,7 +21,7 @@ from backend.server.jobs import (
 )
 from backend.server.store import ResultStore
 from backend.server.worker import Worker
-from shared.protocol import Health, JobKind, JobRequest, JobState, JobStatus, ServerState
+from shared.protocol import Health, JobKind, JobRequest, JobState, JobStatus, ReblendRequest, ServerState
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ class JobService:
         loop: asyncio.AbstractEventLoop,
         *,
         max_queue: int,
+        max_queued_upload_bytes: int,
         model_name: str,
         token_required: bool,
         previews: bool = True,
@@ -40,6 +42,7 @@ class JobService:
         self.engine = engine
         self.store = store
         self.max_queue = max_queue
+        self.max_queued_upload_bytes = max_queued_upload_bytes
         self.model_name = model_name
         self.token_required = token_required
         self.book = JobBook(loop)
@@ -79,6 +82,15 @@ class JobService:
                 "queue_full",
                 "the queue is full (%d jobs waiting); try again when a job has finished" % self.max_queue,
             )
+        upload = upload_bytes(request)
+        if upload:
+            held = sum(upload_bytes(job.request) for job in self.worker.waiting_jobs() if job.request)
+            if held and held + upload > self.max_queued_upload_bytes:
+                raise QueueFull(
+                    "queue_full",
+                    "the queued re-blends already hold %d MB of images; try again when one has run"
+                    % (held // (1 << 20)),
+                )
         # The seed is fixed now, so the record on disk says how to reproduce the job from the start.
         request.seed = resolve_seed(request.seed)
         job = Job(
@@ -121,7 +133,7 @@ class JobService:
         return Health(
             state=self.book.health,
             version=__version__,
-            device=describe_device(self.engine),
+            device=self.engine.device_description,
             model=self.model_name,
             queue_length=self.worker.waiting() + busy,
             error=self.book.load_error if self.book.health == ServerState.error else None,
@@ -129,8 +141,11 @@ class JobService:
         )
 
 
-def describe_device(engine: Engine) -> str:
-    """The engine's own description once loaded (e.g. 'cuda:0 (float16)'), else what was asked for."""
-    if getattr(engine, "loaded", False):
-        return str(engine.device_description)
-    return str(engine.device_request or "auto")
+def upload_bytes(request: JobRequest) -> int:
+    """Memory a queued request holds in uploaded images (base64 text)."""
+    if isinstance(request, ReblendRequest):
+        return len(request.foreground_png) + len(request.background_png)
+    return 0
+
+
+

@@ -4,6 +4,7 @@ Layout: ``<output>/<job id>/job.json``, ``<name>.png`` for each result image and
 ``input-foreground.png`` / ``input-background.png`` as uploaded. Every file is written to a temporary
 name and renamed, so a crash never leaves a half-written PNG or record behind a finished job.
 """
+
 from __future__ import annotations
 
 import json

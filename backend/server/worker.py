@@ -3,6 +3,7 @@
 The event loop never runs model code; it hands jobs over through ``enqueue`` and reads their news
 from the JobBook. Cancel is cooperative: ``Engine.run`` polls the job's cancel flag between steps.
 """
+
 from __future__ import annotations
 
 import base64
@@ -12,12 +13,12 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import Any, Deque, Optional
+from typing import Any, Deque, List, Optional
 
 from PIL import Image
 
 from backend.pipeline.engine import Engine, JobCancelled, JobResult, StepUpdate
-from backend.server.jobs import Job, JobBook, Outcome, ended
+from backend.server.jobs import Job, JobBook, Outcome, ended, interrupted
 from backend.server.store import ResultStore
 from shared.fields import ProtocolError
 from shared.protocol import ErrorInfo, JobState, ReblendRequest, ServerState
@@ -73,6 +74,10 @@ class Worker:
             except ValueError:
                 return None
 
+    def waiting_jobs(self) -> List[Job]:
+        with self._cond:
+            return list(self._pending)
+
     def waiting(self) -> int:
         with self._cond:
             return len(self._pending)
@@ -112,7 +117,9 @@ class Worker:
                 # Never let one job take the worker down: the next jobs must still run.
                 error_id = uuid.uuid4().hex[:12]
                 log.exception("error %s while finishing job %s", error_id, job.id)
-                outcome = self._failed(job, ErrorInfo(code="internal", message="internal error %s" % error_id))
+                outcome = self._failed(
+                    job, ErrorInfo(code="internal", message="internal error %s" % error_id)
+                )
             finally:
                 with self._cond:
                     self._current = None
@@ -149,7 +156,7 @@ class Worker:
                 job.request, on_step=on_step, cancelled=job.cancel.is_set, preview=self.previews
             )
         except JobCancelled:
-            return ended(job, JobState.cancelled)
+            return interrupted(job) if self._stopping else ended(job, JobState.cancelled)
         except ProtocolError as err:
             return self._failed(job, ErrorInfo(code=err.code, message=err.message, field=err.field))
         except Exception as err:

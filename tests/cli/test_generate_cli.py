@@ -77,3 +77,10 @@ def test_reblend_refuses_rgb_foreground(generated, tmp_path):
     result = backend("reblend", "--foreground", str(generated / "background.png"), "--background",
                      str(generated / "background.png"), "--fg", "a", "--bg", "b", "--out", str(tmp_path / "x"))
     assert result.returncode == 2 and "error (foreground_png): 'foreground_png' must be an RGBA PNG" in result.stderr
+
+
+def test_missing_real_model_is_a_clear_message(tmp_path):
+    result = backend("generate", "--fg", "a", "--bg", "b", "--model", "sdxl", "--models-dir", str(tmp_path),
+                     "--out", str(tmp_path / "x"))
+    assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "Traceback" not in result.stderr

@@ -1,21 +1,26 @@
 """Running the server app in this process with aiohttp's test server (real engine, real sockets)."""
+
 from __future__ import annotations
 
 import asyncio
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from aiohttp.test_utils import TestClient, TestServer
 
 from backend.server.app import create_app
+from backend.models.options import LoadOptions
 from backend.server.config import ServerConfig
 
 
 @asynccontextmanager
-async def app_client(output_dir: Path, *, max_queue: int = 8, wait_ready: bool = True) -> AsyncIterator[TestClient]:
-    app = create_app(ServerConfig(model="tiny", output_dir=output_dir, max_queue=max_queue, port=0))
+async def app_client(
+    output_dir: Path, *, wait_ready: bool = True, **config: Any
+) -> AsyncIterator[TestClient]:
+    """A test client of the app for the tiny model, ``ServerConfig(output_dir=..., **config)``."""
+    app = create_app(ServerConfig(loading=LoadOptions(model="tiny"), output_dir=output_dir, port=0, **config))
     async with TestClient(TestServer(app)) as client:
         if wait_ready:
             deadline = time.monotonic() + 300

@@ -1,4 +1,5 @@
 """Token enforcement, and refusing to listen off loopback without one."""
+
 from __future__ import annotations
 
 import asyncio
@@ -15,9 +16,12 @@ TOKEN = "s3cret-token"
 async def _probe(url: str) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     async with aiohttp.ClientSession() as session:
-        for label, headers in (("none", {}), ("wrong", {"Authorization": "Bearer nope"}),
-                               ("basic", {"Authorization": "Basic " + TOKEN}),
-                               ("right", {"Authorization": "Bearer " + TOKEN})):
+        for label, headers in (
+            ("none", {}),
+            ("wrong", {"Authorization": "Bearer nope"}),
+            ("basic", {"Authorization": "Basic " + TOKEN}),
+            ("right", {"Authorization": "Bearer " + TOKEN}),
+        ):
             for path in ("/v1/health", "/v1/models", "/v1/jobs", "/openapi.json", "/v1/jobs/" + "0" * 32):
                 async with session.get(url + path, headers=headers) as response:
                     out[(label, path)] = (response.status, response.content_type, await response.json())
@@ -44,7 +48,8 @@ def test_token_is_required_except_for_health(tmp_path: Path) -> None:
 
 def test_refuses_public_host_without_token(tmp_path: Path) -> None:
     for host in ("0.0.0.0", "::", "192.168.1.10"):
-        done = run_backend(["serve", "--host", host, "--port", "0", "--model", "tiny",
-                            "--output-dir", str(tmp_path / "out")])
+        done = run_backend(
+            ["serve", "--host", host, "--port", "0", "--model", "tiny", "--output-dir", str(tmp_path / "out")]
+        )
         assert done.returncode == 2, done.stderr
         assert "without a token" in done.stderr

@@ -1,4 +1,5 @@
 """Cancelling running and queued jobs, and clients that leave the event stream early."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,12 @@ async def _cancel_running(backend: BackendProcess) -> Dict[str, Any]:
                 cancelled = await api.cancel(long_id)
         assert second_id is not None
         second = await api.wait_final(second_id)
-        return {"events": events, "cancel_answer": cancelled, "status": await api.status(long_id),
-                "second": second}
+        return {
+            "events": events,
+            "cancel_answer": cancelled,
+            "status": await api.status(long_id),
+            "second": second,
+        }
 
 
 def test_cancel_running_job_then_next_job_completes(live_backend: BackendProcess) -> None:
@@ -47,16 +52,23 @@ async def _cancel_queued(backend: BackendProcess) -> Dict[str, Any]:
         api = Api(session, backend.url, backend.token)
         running_id = await api.submit(generate_body(seed=3, **LONG))
         queued_id = await api.submit(generate_body(seed=4))
+        waiting = await api.status(queued_id)
         answer = await api.cancel(queued_id)
         queued_events = await api.all_events(queued_id)
         await api.cancel(running_id)
         running_final = await api.wait_final(running_id)
-        return {"answer": answer, "queued_events": queued_events, "running_final": running_final,
-                "again": await api.cancel(queued_id)}
+        return {
+            "waiting": waiting,
+            "answer": answer,
+            "queued_events": queued_events,
+            "running_final": running_final,
+            "again": await api.cancel(queued_id),
+        }
 
 
 def test_cancel_queued_job_removes_it(live_backend: BackendProcess) -> None:
     result = asyncio.run(_cancel_queued(live_backend))
+    assert result["waiting"]["state"] == "queued" and result["waiting"]["queue_position"] in (0, 1)
     # A queued job is taken out at once: the answer already says cancelled, and it never ran.
     assert result["answer"]["state"] == "cancelled"
     assert result["queued_events"] == [("status", result["queued_events"][0][1])]

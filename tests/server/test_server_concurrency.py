@@ -1,4 +1,5 @@
 """Five clients with ten jobs each, all at once: every job finishes with its own, correct result."""
+
 from __future__ import annotations
 
 import asyncio
@@ -24,7 +25,9 @@ async def _client(backend: BackendProcess, client: int) -> List[Dict[str, Any]]:
         out = []
         for seed, job_id, final in zip(seeds, ids, finals):
             blend = await api.image_bytes(final["images"]["blend"]) if final["state"] == "done" else b""
-            out.append({"seed": seed, "id": job_id, "final": final, "blend_sha": hashlib.sha256(blend).hexdigest()})
+            out.append(
+                {"seed": seed, "id": job_id, "final": final, "blend_sha": hashlib.sha256(blend).hexdigest()}
+            )
         return out
 
 

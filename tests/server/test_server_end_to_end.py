@@ -1,4 +1,5 @@
 """Generate and re-blend through HTTP against the real backend with the tiny model."""
+
 from __future__ import annotations
 
 import asyncio
@@ -59,7 +60,10 @@ def test_generate_end_to_end(live_backend: BackendProcess) -> None:
 
 def test_progress_previews_are_small_pngs(live_backend: BackendProcess) -> None:
     result = run(_generate(live_backend))
-    previews = [data["preview_png"] for name, data in result["events"] if name == "progress" and "preview_png" in data]
+    previews = [
+        data["preview_png"] for name, data in result["events"] if name == "progress" and "preview_png" in data
+    ]
+    assert previews, "the server asks the engine for previews; none came"
     for preview in previews:
         image = Image.open(io.BytesIO(base64.b64decode(preview)))
         assert max(image.size) <= 128
@@ -73,13 +77,23 @@ async def _reblend(backend: BackendProcess) -> Dict[str, Any]:
         # The artist moved the foreground 8 px to the right.
         moved = Image.new("RGBA", images["foreground"].size, (0, 0, 0, 0))
         moved.paste(images["foreground"], (8, 0))
-        body = {"kind": "reblend", "foreground_png": png_base64(moved),
-                "background_png": png_base64(images["background"]),
-                "foreground_prompt": "a wine glass", "background_prompt": "a wooden table",
-                "steps": 4, "strength": 0.5, "seed": 99}
+        body = {
+            "kind": "reblend",
+            "foreground_png": png_base64(moved),
+            "background_png": png_base64(images["background"]),
+            "foreground_prompt": "a wine glass",
+            "background_prompt": "a wooden table",
+            "steps": 4,
+            "strength": 0.5,
+            "seed": 99,
+        }
         job_id = await api.submit(body)
         final = await api.wait_final(job_id)
-        return {"id": job_id, "final": final, "images": await api.images(final) if final.get("images") else {}}
+        return {
+            "id": job_id,
+            "final": final,
+            "images": await api.images(final) if final.get("images") else {},
+        }
 
 
 def test_reblend_end_to_end(live_backend: BackendProcess) -> None:
@@ -102,9 +116,13 @@ async def _listing(backend: BackendProcess) -> Dict[str, Any]:
         ids = [await api.submit(generate_body(seed=s)) for s in (11, 12)]
         for job_id in ids:
             await api.wait_final(job_id)
-        return {"ids": ids, "list": await api.get_json("/v1/jobs?limit=2"),
-                "health": await api.get_json("/v1/health"), "models": await api.get_json("/v1/models"),
-                "openapi": await api.get_json("/openapi.json")}
+        return {
+            "ids": ids,
+            "list": await api.get_json("/v1/jobs?limit=2"),
+            "health": await api.get_json("/v1/health"),
+            "models": await api.get_json("/v1/models"),
+            "openapi": await api.get_json("/openapi.json"),
+        }
 
 
 def test_health_models_listing_and_openapi(live_backend: BackendProcess) -> None:
@@ -117,7 +135,13 @@ def test_health_models_listing_and_openapi(live_backend: BackendProcess) -> None
     assert models["loaded"] == "tiny"
     assert any(m["name"] == "tiny" and m["loaded"] for m in models["models"])
     paths = result["openapi"]["paths"]
-    for path in ("/v1/health", "/v1/models", "/v1/jobs", "/v1/jobs/{id}", "/v1/jobs/{id}/events",
-                 "/v1/jobs/{id}/images/{name}.png"):
+    for path in (
+        "/v1/health",
+        "/v1/models",
+        "/v1/jobs",
+        "/v1/jobs/{id}",
+        "/v1/jobs/{id}/events",
+        "/v1/jobs/{id}/images/{name}.png",
+    ):
         assert path in paths
     assert "GenerateRequest" in result["openapi"]["components"]["schemas"]

@@ -1,4 +1,5 @@
 """Every malformed request gets a 4xx JSON error naming what is wrong (in-process server)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -26,7 +27,9 @@ def _png(mode: str, size: Tuple[int, int] = (64, 64)) -> str:
 def _header_only_png(width: int, height: int) -> str:
     """A PNG whose header claims a size, with no pixel data behind it."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    chunk = (
+        struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr) & 0xFFFFFFFF)
+    )
     return base64.b64encode(b"\x89PNG\r\n\x1a\n" + chunk).decode()
 
 
@@ -37,20 +40,31 @@ def _truncated_png() -> str:
 
 
 def _reblend(**overrides: Any) -> Dict[str, Any]:
-    body = {"kind": "reblend", "foreground_png": _png("RGBA"), "background_png": _png("RGB"),
-            "foreground_prompt": "a glass", "background_prompt": "a table", "steps": 2}
+    body = {
+        "kind": "reblend",
+        "foreground_png": _png("RGBA"),
+        "background_png": _png("RGB"),
+        "foreground_prompt": "a glass",
+        "background_prompt": "a table",
+        "steps": 2,
+    }
     body.update(overrides)
     return {k: v for k, v in body.items() if v is not None}
 
 
 # (label, raw body or JSON object, expected status, expected error field or None)
 CASES: List[Tuple[str, Any, int, Optional[str]]] = [
-    ("bad json", b"{\"kind\": ", 400, None),
+    ("bad json", b'{"kind": ', 400, None),
     ("not utf-8", b"\xff\xfe{}", 400, None),
     ("array body", b"[1, 2]", 400, None),
     ("no kind", {"width": 64}, 400, "kind"),
     ("unknown kind", {"kind": "paint"}, 400, "kind"),
-    ("missing prompt", {k: v for k, v in generate_body().items() if k != "foreground_prompt"}, 400, "foreground_prompt"),
+    (
+        "missing prompt",
+        {k: v for k, v in generate_body().items() if k != "foreground_prompt"},
+        400,
+        "foreground_prompt",
+    ),
     ("blank prompt", generate_body(foreground_prompt="   "), 400, "foreground_prompt"),
     ("prompt too long", generate_body(background_prompt="x" * 5000), 400, "background_prompt"),
     ("width a string", generate_body(width="64"), 400, "width"),
@@ -58,8 +72,13 @@ CASES: List[Tuple[str, Any, int, Optional[str]]] = [
     ("steps a bool", generate_body(steps=True), 400, "steps"),
     ("steps zero", generate_body(steps=0), 400, "steps"),
     ("seed negative", generate_body(seed=-1), 400, "seed"),
-    ("guidance nan", b'{"kind":"generate","foreground_prompt":"a","background_prompt":"b","width":64,'
-                     b'"height":64,"guidance":NaN}', 400, "guidance"),
+    (
+        "guidance nan",
+        b'{"kind":"generate","foreground_prompt":"a","background_prompt":"b","width":64,'
+        b'"height":64,"guidance":NaN}',
+        400,
+        "guidance",
+    ),
     ("unknown field", generate_body(colour="red"), 400, "colour"),
     ("bad blend", generate_body(blend="mix"), 400, "blend"),
     ("bad option", generate_body(options={"boundary": 2}), 400, "options.boundary"),
@@ -68,14 +87,22 @@ CASES: List[Tuple[str, Any, int, Optional[str]]] = [
     ("not multiple of 8", generate_body(width=68), 400, "width"),
     ("missing png", _reblend(foreground_png=None), 400, "foreground_png"),
     ("png not base64", _reblend(foreground_png="not base64!!"), 400, "foreground_png"),
-    ("png not a png", _reblend(background_png=base64.b64encode(b"GIF89a" + b"\0" * 40).decode()), 400,
-     "background_png"),
+    (
+        "png not a png",
+        _reblend(background_png=base64.b64encode(b"GIF89a" + b"\0" * 40).decode()),
+        400,
+        "background_png",
+    ),
     ("corrupt png", _reblend(foreground_png=_truncated_png()), 400, "foreground_png"),
     ("foreground rgb", _reblend(foreground_png=_png("RGB")), 400, "foreground_png"),
     ("background grey", _reblend(background_png=_png("L")), 400, "background_png"),
     ("size mismatch", _reblend(background_png=_png("RGB", (64, 128))), 400, "foreground_png"),
-    ("huge png header", _reblend(foreground_png=_header_only_png(100000, 64),
-                                 background_png=_header_only_png(100000, 64)), 400, "foreground_png"),
+    (
+        "huge png header",
+        _reblend(foreground_png=_header_only_png(100000, 64), background_png=_header_only_png(100000, 64)),
+        400,
+        "foreground_png",
+    ),
     ("strength zero", _reblend(strength=0), 400, "strength"),
 ]
 
@@ -89,14 +116,18 @@ async def _post_all(output: Path) -> Dict[str, Any]:
             out[label] = (response.status, response.content_type, await response.text())
         response = await client.post("/v1/jobs", data=b"x" * (MAX_UPLOAD_BYTES + 1), headers=JSON)
         out["oversize upload"] = (response.status, response.content_type, await response.text())
-        response = await client.post("/v1/jobs", data=json.dumps(generate_body()).encode(),
-                                      headers={"Content-Type": "text/plain"})
+        response = await client.post(
+            "/v1/jobs", data=json.dumps(generate_body()).encode(), headers={"Content-Type": "text/plain"}
+        )
         out["not json content type"] = (response.status, response.content_type, await response.text())
-        for label, method, path in (("unknown path", "GET", "/v2/nothing"), ("no such job", "GET", "/v1/jobs/x"),
-                                    ("wrong method", "PUT", "/v1/jobs"),
-                                    ("no such image", "GET", "/v1/jobs/%s/images/blend.png" % ("a" * 32)),
-                                    ("bad limit", "GET", "/v1/jobs?limit=zero"),
-                                    ("limit too big", "GET", "/v1/jobs?limit=100000")):
+        for label, method, path in (
+            ("unknown path", "GET", "/v2/nothing"),
+            ("no such job", "GET", "/v1/jobs/x"),
+            ("wrong method", "PUT", "/v1/jobs"),
+            ("no such image", "GET", "/v1/jobs/%s/images/blend.png" % ("a" * 32)),
+            ("bad limit", "GET", "/v1/jobs?limit=zero"),
+            ("limit too big", "GET", "/v1/jobs?limit=100000"),
+        ):
             response = await client.request(method, path)
             out[label] = (response.status, response.content_type, await response.text())
         out["jobs after all that"] = await (await client.get("/v1/jobs")).json()
@@ -106,9 +137,18 @@ async def _post_all(output: Path) -> Dict[str, Any]:
 def test_every_malformed_request_is_a_4xx_json_error(tmp_path: Path) -> None:
     result = asyncio.run(_post_all(tmp_path))
     expected = {label: (status, field) for label, _, status, field in CASES}
-    expected.update({"oversize upload": (413, None), "not json content type": (415, None),
-                     "unknown path": (404, None), "no such job": (404, None), "wrong method": (405, None),
-                     "no such image": (404, None), "bad limit": (400, "limit"), "limit too big": (400, "limit")})
+    expected.update(
+        {
+            "oversize upload": (413, None),
+            "not json content type": (415, None),
+            "unknown path": (404, None),
+            "no such job": (404, None),
+            "wrong method": (405, None),
+            "no such image": (404, None),
+            "bad limit": (400, "limit"),
+            "limit too big": (400, "limit"),
+        }
+    )
     for label, (status, field) in expected.items():
         got_status, content_type, text = result[label]
         assert got_status == status, (label, got_status, text)
@@ -129,11 +169,16 @@ async def _fill_queue(output: Path) -> Dict[str, Any]:
             await asyncio.sleep(0.02)
         second = await client.post("/v1/jobs", data=long, headers=JSON)
         third = await client.post("/v1/jobs", data=long, headers=JSON)
-        out = {"second": second.status, "third": (third.status, third.headers.get("Retry-After"), await third.json()),
-               "health": await (await client.get("/v1/health")).json()}
+        out = {
+            "second": second.status,
+            "third": (third.status, third.headers.get("Retry-After"), await third.json()),
+            "health": await (await client.get("/v1/health")).json(),
+        }
         second_id = (await second.json())["id"]
         await client.delete("/v1/jobs/" + second_id)
-        after_cancel = await client.post("/v1/jobs", data=json.dumps(generate_body(seed=2)).encode(), headers=JSON)
+        after_cancel = await client.post(
+            "/v1/jobs", data=json.dumps(generate_body(seed=2)).encode(), headers=JSON
+        )
         out["after_cancel"] = after_cancel.status
         await client.delete("/v1/jobs/" + first["id"])
         return out
@@ -147,3 +192,36 @@ def test_full_queue_answers_429(tmp_path: Path) -> None:
     assert body["error"]["code"] == "queue_full" and "queue is full" in body["error"]["message"]
     assert result["health"]["queue_length"] == 2
     assert result["after_cancel"] == 202  # cancelling the waiting job made room
+
+
+async def _upload_budget(output: Path) -> Dict[str, Any]:
+    async with app_client(output, max_queue=8, max_queued_upload_bytes=1) as client:
+        long = await (
+            await client.post(
+                "/v1/jobs", data=json.dumps(generate_body(seed=1, steps=200)).encode(), headers=JSON
+            )
+        ).json()
+        while (await (await client.get("/v1/jobs/" + long["id"])).json())["state"] != "running":
+            await asyncio.sleep(0.02)
+        body = json.dumps(_reblend()).encode()
+        first = await client.post("/v1/jobs", data=body, headers=JSON)
+        second = await client.post("/v1/jobs", data=body, headers=JSON)
+        generate = await client.post(
+            "/v1/jobs", data=json.dumps(generate_body(seed=3)).encode(), headers=JSON
+        )
+        out = {
+            "first": first.status,
+            "second": (second.status, await second.json()),
+            "generate": generate.status,
+        }
+        for job in (await (await client.get("/v1/jobs")).json())["jobs"]:
+            await client.delete("/v1/jobs/" + job["id"])
+        return out
+
+
+def test_queued_uploads_are_bounded(tmp_path: Path) -> None:
+    result = asyncio.run(_upload_budget(tmp_path))
+    assert result["first"] == 202  # one re-blend always gets in
+    status, body = result["second"]
+    assert status == 429 and body["error"]["code"] == "queue_full"
+    assert result["generate"] == 202  # jobs without uploads are not held back

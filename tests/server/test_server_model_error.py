@@ -1,4 +1,5 @@
 """A model that cannot load: the server still answers, health says why, and jobs are refused."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,4 +1,5 @@
 """A small asyncio client of the backend's HTTP API for tests: jobs, the event stream, images."""
+
 from __future__ import annotations
 
 import base64
@@ -14,8 +15,15 @@ Event = Tuple[str, Dict[str, Any]]
 
 
 def generate_body(seed: int = 1, size: int = 64, steps: int = 2, **extra: Any) -> Dict[str, Any]:
-    body = {"kind": "generate", "foreground_prompt": "a wine glass", "background_prompt": "a wooden table",
-            "width": size, "height": size, "steps": steps, "seed": seed}
+    body = {
+        "kind": "generate",
+        "foreground_prompt": "a wine glass",
+        "background_prompt": "a wooden table",
+        "width": size,
+        "height": size,
+        "steps": steps,
+        "seed": seed,
+    }
     body.update(extra)
     return body
 
@@ -53,8 +61,11 @@ class Api:
 
     async def events(self, job_id: str) -> AsyncIterator[Event]:
         """The job's Server-Sent Events as (name, data) until the stream ends."""
-        async with self.session.get(self.url + "/v1/jobs/%s/events" % job_id, headers=self.headers,
-                                    timeout=aiohttp.ClientTimeout(total=None, sock_read=120)) as response:
+        async with self.session.get(
+            self.url + "/v1/jobs/%s/events" % job_id,
+            headers=self.headers,
+            timeout=aiohttp.ClientTimeout(total=None, sock_read=120),
+        ) as response:
             assert response.status == 200, await response.text()
             assert response.content_type == "text/event-stream"
             name, data = "message", []
@@ -100,8 +111,10 @@ class Api:
     async def _json(self, response: aiohttp.ClientResponse, expect: int) -> Any:
         text = await response.text()
         if response.status != expect:
-            raise ApiError("%s %s -> %d (expected %d): %s" % (response.method, response.url, response.status,
-                                                              expect, text[:500]))
+            raise ApiError(
+                "%s %s -> %d (expected %d): %s"
+                % (response.method, response.url, response.status, expect, text[:500])
+            )
         assert response.content_type == "application/json", response.content_type
         return json.loads(text)
 

@@ -4,6 +4,7 @@ Used by the server tests, the plugin tests and the benchmarks. The server prints
 stdout (``--port 0`` picks a free port), then loads the model in the background; ``start`` waits until
 health says ``ready`` (or ``error``, then it raises with the log).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,20 @@ class BackendProcess:
     process: Optional["subprocess.Popen[bytes]"] = None
 
     def command(self) -> List[str]:
-        args = [sys.executable, "-m", "backend", "serve", "--host", self.host, "--port", "0",
-                "--model", self.model, "--output-dir", str(self.output_dir)]
+        args = [
+            sys.executable,
+            "-m",
+            "backend",
+            "serve",
+            "--host",
+            self.host,
+            "--port",
+            "0",
+            "--model",
+            self.model,
+            "--output-dir",
+            str(self.output_dir),
+        ]
         if self.token:
             args += ["--token", self.token]
         return args + list(self.extra_args)
@@ -50,7 +63,9 @@ class BackendProcess:
         self.output_dir = Path(self.output_dir)
         stdout = open(self.log_dir / "stdout.txt", "wb")
         stderr = open(self.log_dir / "stderr.txt", "wb")
-        self.process = subprocess.Popen(self.command(), cwd=REPO, stdout=stdout, stderr=stderr, env=dict(os.environ))
+        self.process = subprocess.Popen(
+            self.command(), cwd=REPO, stdout=stdout, stderr=stderr, env=dict(os.environ)
+        )
         stdout.close()
         stderr.close()
         deadline = time.monotonic() + timeout
@@ -115,8 +130,10 @@ class BackendProcess:
     def _check_alive(self, deadline: float, what: str) -> None:
         assert self.process is not None
         if self.process.poll() is not None:
-            raise BackendFailed("the backend exited (%d) before it could %s\n%s"
-                                % (self.process.returncode, what, self.log_tail()))
+            raise BackendFailed(
+                "the backend exited (%d) before it could %s\n%s"
+                % (self.process.returncode, what, self.log_tail())
+            )
         if time.monotonic() > deadline:
             self.stop()
             raise BackendFailed("the backend did not %s in time\n%s" % (what, self.log_tail()))
@@ -130,5 +147,11 @@ class BackendProcess:
 
 def run_backend(args: Sequence[str], timeout: float = 120.0) -> "subprocess.CompletedProcess[str]":
     """``python -m backend ARGS`` to completion, for commands that should refuse and exit."""
-    return subprocess.run([sys.executable, "-m", "backend", *args], cwd=REPO, capture_output=True, text=True,
-                          timeout=timeout, env=dict(os.environ))
+    return subprocess.run(
+        [sys.executable, "-m", "backend", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ),
+    )

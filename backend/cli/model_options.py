@@ -1,0 +1,29 @@
+"""The model-loading flags that ``generate``, ``reblend`` and ``serve`` share, in one place."""
+from __future__ import annotations
+
+import argparse
+
+from backend.models.options import LoadOptions
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, default_model: str) -> None:
+    group = parser.add_argument_group("model")
+    group.add_argument("--model", default=default_model,
+                       help="tiny (offline, paints noise), sdxl, a diffusers folder, a .safetensors file or a "
+                            "hub repo id (default %(default)s)")
+    group.add_argument("--models-dir", default=None, help="a models folder (ComfyUI layout understood)")
+    group.add_argument("--device", default="auto", help="auto (default), cuda, cuda:N, mps or cpu")
+    group.add_argument("--dtype", default="auto", choices=("auto", "fp16", "bf16", "fp32"),
+                       help="auto: fp16 on GPUs, fp32 on the CPU")
+    group.add_argument("--vae", default=None, help="a separate SDXL VAE file (e.g. the fp16-fix VAE)")
+    group.add_argument("--cpu-offload", action="store_true", help="keep models in RAM, on the GPU only while they run")
+    group.add_argument("--vae-tiling", action="store_true", help="decode large images in tiles")
+    group.add_argument("--attention-slicing", action="store_true", help="attention in slices: less memory, slower")
+    group.add_argument("--allow-download", action="store_true",
+                       help="fetch missing sdxl files into the Hugging Face cache before loading")
+
+
+def load_options(args: argparse.Namespace) -> LoadOptions:
+    return LoadOptions(model=args.model, models_dir=args.models_dir, device=args.device, dtype=args.dtype,
+                       vae=args.vae, cpu_offload=args.cpu_offload, vae_tiling=args.vae_tiling,
+                       attention_slicing=args.attention_slicing, allow_download=args.allow_download)
