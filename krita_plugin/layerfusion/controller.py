@@ -4,7 +4,7 @@ The document side (``layers.KritaDocuments`` in Krita) is passed in, so the whol
 decoded layer pixels runs offscreen in tests against a real server.
 """
 import base64
-from dataclasses import dataclass, field
+import traceback
 from typing import Any, Callable, Dict, List, Optional
 
 from .client import Api, ConnectionState, HealthMonitor, HttpResult, JobOutcome, JobRun
@@ -12,51 +12,28 @@ from .docker import Panel
 from .pixels import decode_triplet, encode_png, fitted, image_from_bgra, in_background, thumbnail
 from .qt import QObject, QTimer, pyqtSignal
 from .settings import Settings
+from .targets import HistoryEntry, ReblendSource, Target, UserError, history_label
 from .wire import ProtocolError, protocol, validated
 
 
-class UserError(Exception):
-    """Something the artist can fix (no document, no group selected); shown as it is."""
+def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn an unexpected exception in a UI entry point into a plain message in the docker.
 
+    Krita shows a Python traceback dialog for exceptions escaping a slot; the artist gets a sentence
+    instead, and the traceback goes to the terminal for bug reports.
+    """
 
-@dataclass
-class Target:
-    """Where a generate job's layers go: the document, the canvas rectangle and the model's size."""
+    def wrapper(self: "Controller", *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except Exception as err:  # the last line of defence, by design
+            traceback.print_exc()
+            self.panel.show_error("Something went wrong: %s" % (err or type(err).__name__))
+            return None
 
-    document: Any
-    x: int
-    y: int
-    width: int
-    height: int
-    gen_width: int
-    gen_height: int
-
-
-@dataclass
-class ReblendSource:
-    """The layers of a generated group as they now lie, read on the UI thread (BGRA bytes)."""
-
-    document: Any
-    group_key: str
-    target: Target
-    foreground: bytes
-    background: bytes
-    params: Dict[str, Any]
-
-
-@dataclass
-class HistoryEntry:
-    job_id: str
-    label: str
-    params: Dict[str, Any]
-    images: Dict[str, bytes] = field(default_factory=dict)  # PNGs; empty until fetched
-
-
-def history_label(params: Dict[str, Any]) -> str:
-    fg = str(params.get("foreground_prompt", "")).strip() or "?"
-    bg = str(params.get("background_prompt", "")).strip() or "?"
-    seed = params.get("seed")
-    return "%s / %s%s" % (fg, bg, " · seed %s" % seed if seed is not None else "")
+    wrapper.__name__ = method.__name__
+    wrapper.__doc__ = method.__doc__
+    return wrapper
 
 
 class Controller(QObject):
@@ -103,6 +80,7 @@ class Controller(QObject):
             self.load_server_history()
 
     # ---- generate --------------------------------------------------------------------------------
+    @guarded
     def generate(self) -> Optional[JobRun]:
         s = self.panel.values()
         try:
@@ -186,6 +164,7 @@ class Controller(QObject):
         turn()
 
     # ---- re-blend --------------------------------------------------------------------------------
+    @guarded
     def reblend(self, source: Optional[ReblendSource] = None) -> bool:
         """Start a re-blend of the active group (or ``source``); a running one for that group is dropped."""
         s = self.panel.values()
@@ -290,6 +269,7 @@ class Controller(QObject):
         if self.runs and self.runs[-1] is run:  # the bar follows the newest job
             self.panel.set_progress(step, total)
 
+    @guarded
     def cancel_latest(self) -> None:
         if self.runs:
             self.runs[-1].cancel()
@@ -357,6 +337,7 @@ class Controller(QObject):
 
         self.api.get(url, got)
 
+    @guarded
     def reinsert(self, job_id: str) -> None:
         entry = self.history.get(job_id)
         if entry is None:

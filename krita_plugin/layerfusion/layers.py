@@ -10,7 +10,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from krita import Krita  # type: ignore[import-not-found]
 
-from .controller import Target, UserError
+from .targets import Target, UserError
 from .qt import QByteArray, QUuid
 from .wire import sizes
 

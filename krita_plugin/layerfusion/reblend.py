@@ -7,7 +7,8 @@ Krita emits no signal when a layer moves, hence the polling watcher below.
 """
 from typing import Any, Dict, Optional, Tuple
 
-from .controller import Controller, ReblendSource, Target, UserError
+from .controller import Controller
+from .targets import ReblendSource, Target, UserError
 from .layers import KritaDocuments, by_uid, children, find_group, member, read_records, uid, write_records
 from .qt import QByteArray, QObject, QTimer
 

@@ -225,3 +225,16 @@ def test_two_documents_with_jobs_in_flight(qapp, backend, spin):
     sizes = sorted(len(i["layers"]["background"]) for i in docs.inserted)
     assert sizes == [64 * 64 * 4, W * H * 4]
     controller.shutdown()
+
+
+def test_unexpected_failure_becomes_a_sentence(qapp, backend):
+    panel, controller, docs, _ = make(qapp, backend.url)
+
+    def broken(px):
+        raise ZeroDivisionError("division by zero")
+
+    docs.generation_target = broken
+    assert controller.generate() is None
+    assert panel.message.text() == "Something went wrong: division by zero"
+    assert panel.message.property("error")
+    controller.shutdown()
