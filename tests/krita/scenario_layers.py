@@ -138,6 +138,16 @@ def run(cfg, facts):
     facts["auto_blend_changed"] = bgra(blend_layers(doc, group)[-1], 0, 0, W, H) != top_before
     facts["auto_blend_count"] = len(blend_layers(doc, group))
 
+    # With a selection, the selection's bounds are the target (mapped to a model size, scaled back).
+    from krita import Selection
+
+    selection = Selection()
+    selection.select(16, 8, 96, 64, 255)
+    doc.setSelection(selection)
+    t = side.generation_target(128 * 128)
+    facts["selection_target"] = [t.x, t.y, t.width, t.height, t.gen_width, t.gen_height]
+    doc.setSelection(Selection())  # an empty selection: back to the whole canvas
+
     # Never half-inserted: an insert that fails leaves the document as it was.
     before = [n.name() for n in doc.rootNode().childNodes()]
     target = side.generation_target(128 * 128)

@@ -65,6 +65,12 @@ def test_auto_reblend_cancels_the_stale_job_and_reblends_after_the_move(facts):
     assert facts["auto_blend_count"] == 2
 
 
+def test_selection_bounds_are_the_target(facts):
+    x, y, w, h, gen_w, gen_h = facts["selection_target"]
+    assert (x, y, w, h) == (16, 8, 96, 64)
+    assert gen_w > gen_h and gen_w % 64 == 0 and gen_h % 64 == 0
+
+
 def test_failed_insert_leaves_the_document_untouched(facts):
     assert "foreground" in facts["broken_insert"]
     assert facts["after_broken_insert_unchanged"]
