@@ -219,6 +219,19 @@ def missing_dirs(path: Path) -> List[str]:
     return out
 
 
+def server_model(args: argparse.Namespace, targets: List[KritaTarget]) -> str:
+    """The model the plugin's "Start local server" serves: the real one once downloaded (now or by an
+    earlier run), else the tiny offline one, which works everywhere (and paints noise)."""
+    if args.models:
+        return args.models
+    for target in targets:
+        try:
+            return json.loads((target.pykrita / PLUGIN / "server.json").read_text(encoding="utf-8"))["model"]
+        except (OSError, ValueError, KeyError):
+            continue
+    return "tiny"
+
+
 def install_plugin(target: KritaTarget, files: Dict[str, bytes], report: Report) -> None:
     print("{}: {}".format(target.label, target.pykrita))
     old = load_manifest(target) or {}
@@ -463,7 +476,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("\n" + ("Uninstalled. Restart Krita." if report.changed else "Nothing to remove."))
         return 0
     files = plugin_files()
-    files[PLUGIN + "/server.json"] = (json.dumps({"python": str(venv_python(venv)), "repo": str(REPO)},
+    files[PLUGIN + "/server.json"] = (json.dumps({"python": str(venv_python(venv)), "repo": str(REPO),
+                                                  "model": server_model(args, targets)},
                                                  indent=2) + "\n").encode("utf-8")
     if not args.plugin_only:
         setup_environment(args, venv, report)

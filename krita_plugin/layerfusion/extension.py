@@ -6,7 +6,7 @@ from krita import DockWidget, Extension, Krita  # type: ignore[import-not-found]
 from . import settings as settings_store
 from .controller import Controller
 from .docker import Panel
-from .qt import QScrollArea, QTimer
+from .qt import QScrollArea, QTimer, sip
 from .reblend import AutoReblend, KritaSide
 from .server_process import LocalServer
 
@@ -36,8 +36,12 @@ class _Core:
             self._closing_hooked = True
 
     def shutdown(self) -> None:
+        # Krita may have deleted a docker (and the controller it parents) before it says it is closing;
+        # touching such an object raises, and an error dialog would keep Krita from quitting.
         for controller in self.controllers:
-            controller.shutdown()
+            if not sip.isdeleted(controller):
+                controller.shutdown()
+        self.controllers = []
         self.server.stop()
 
 

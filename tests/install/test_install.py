@@ -32,7 +32,8 @@ def test_plugin_lands_where_krita_looks_and_is_enabled(installer, home) -> None:
         assert str(home.pykrita / rel) in out  # the output names every file it put in place
     assert (home.pykrita / "layerfusion" / "_shared" / "protocol.py").is_file()
     server = json.loads((home.pykrita / "layerfusion" / "server.json").read_text())
-    assert server == {"python": str(installer.repo / ".venv" / "bin" / "python"), "repo": str(installer.repo)}
+    assert server == {"python": str(installer.repo / ".venv" / "bin" / "python"), "repo": str(installer.repo),
+                      "model": "tiny"}  # the plugin's local server works offline out of the box
 
     rc = read_kritarc(home.kritarc)
     assert rc["python"]["enable_layerfusion"] == "true"
@@ -58,6 +59,14 @@ def test_changed_source_is_updated_and_reported(installer, home, tmp_path: Path)
     assert "updated" in out and "server.json" in out
     server = json.loads((home.pykrita / "layerfusion" / "server.json").read_text())
     assert server["python"] == str(venv / "bin" / "python")
+
+
+def test_served_model_chosen_earlier_is_kept(installer, home) -> None:
+    installer.run(home, "--plugin-only")
+    path = home.pykrita / "layerfusion" / "server.json"
+    path.write_text(path.read_text().replace('"tiny"', '"sdxl"'))  # what a run with --models sdxl leaves
+    installer.run(home, "--plugin-only")
+    assert json.loads(path.read_text())["model"] == "sdxl"
 
 
 @pytest.mark.parametrize("prior", sorted(PRIOR_KRITARC))
