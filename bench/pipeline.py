@@ -69,6 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of all measurements; best counts")
     parser.add_argument("--no-write", action="store_true", help="print only")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
@@ -104,18 +105,23 @@ def main() -> None:
                 bundle.unet(sample, t, **cond)
 
     one_image(1), triplet(2)  # warm-up: first calls allocate
-    t_image = timed(one_image)
-    t_bare = timed(bare_unet)
-    t_triplet = timed(lambda: setattr(main, "out", triplet()))
-    out = main.out
-    t_reblend = timed(lambda: pipe.reblend(out.foreground, out.background, *PROMPTS, strength=0.5,
-                                           num_inference_steps=steps, generator=gen()))
+    # Rounds alternate the four measurements so that a busy moment hurts all alike; the best of each counts.
+    best: dict[str, float] = {}
+    for _ in range(args.rounds):
+        out = triplet()
+        for name, fn in (("image", one_image), ("bare", bare_unet), ("triplet", triplet),
+                         ("reblend", lambda: pipe.reblend(out.foreground, out.background, *PROMPTS, strength=0.5,
+                                                          num_inference_steps=steps, generator=gen()))):
+            best[name] = min(best.get(name, float("inf")), timed(fn))
+    t_image, t_bare, t_triplet, t_reblend = (best[k] for k in ("image", "bare", "triplet", "reblend"))
     plain_bytes = sum(p.numel() * p.element_size() for m in (bundle.unet, bundle.vae, bundle.text_encoder,
                                                                bundle.text_encoder_2) for p in m.parameters())
     sdxl = sdxl_memory_ratio()
     unet_m = params(bundle.unet) / 1e6
     rows = [
         ("triplet ÷ one plain SDXL-pipeline image", f"{t_triplet:.2f} s ÷ {t_image:.2f} s", f"**{t_triplet / t_image:.2f}**", "≤ 3.3"),
+        ("floor: the triplet's bare UNet calls ÷ one image", f"{t_bare:.2f} s ÷ {t_image:.2f} s",
+         f"{t_bare / t_image:.2f}", "—"),
         ("triplet ÷ its bare batched UNet calls", f"{t_triplet:.2f} s ÷ {t_bare:.2f} s", f"**{t_triplet / t_bare:.2f}**", "≤ 1.10"),
         ("resident parameters ÷ one pipeline (bench model, rank-4 offsets)",
          f"{bundle.parameter_bytes / 1e6:.1f} MB ÷ {plain_bytes / 1e6:.1f} MB",
@@ -125,12 +131,16 @@ def main() -> None:
          f"**{sdxl['ratio']:.2f}** (a second UNet: {sdxl['two_unets']:.2f})", "≤ 1.2"),
         ("re-blend at strength 0.5 ÷ triplet", f"{t_reblend:.2f} s ÷ {t_triplet:.2f} s", f"**{t_reblend / t_triplet:.2f}**", "≤ 0.4"),
     ]
-    body = (f"`python -m bench.pipeline --steps {steps} --size {size}` on {machine()}.\n"
+    body = (f"`python -m bench.pipeline --steps {steps} --size {size} --rounds {args.rounds}` on {machine()}.\n"
             f"Model: the tiny SDXL-shaped architecture with its UNet widened to {unet_m:.1f} M parameters "
             f"(channels {WIDE_UNET['block_out_channels']}, head dim 64), {size}×{size}, {steps} Euler steps, CFG 7, "
-            f"restart prior pass, transparent decoder at tiny width, single pass. One run, timed side by side "
-            f"after a warm-up. No GPU was lent for this measurement; real-SDXL timings are still to be taken.\n\n"
-            + table(rows, ("measure", "figures", "ratio", "target")))
+            f"restart prior pass, transparent decoder at tiny width, single pass. Best of {args.rounds} rounds "
+            f"that alternate the measurements, after a warm-up. No GPU was lent for this measurement; real-SDXL timings are still to be taken.\n\n"
+            + table(rows, ("measure", "figures", "ratio", "target"))
+            + "\n\nThe floor row is the UNet work alone (six rows a step plus the prior pass's two-row steps): "
+              "where it is above 3.3, the first target is out of reach here for any implementation of the "
+              "three-branch method with its restart prior pass: a six-row UNet call on this CPU costs more "
+              "than three two-row calls.")
     print(body)
     if not args.no_write:
         write_section("LayerFusion pipeline", body)

@@ -72,9 +72,8 @@ class RowDelta:
         if pair is None or not rows:
             return y
         up, down = pair
-        idx = list(rows)
-        y[idx] = y[idx] + self.scale * ((x[idx] @ down.t()) @ up.t())
-        return y
+        idx = torch.tensor(rows, device=x.device)
+        return y.index_add_(0, idx, (x.index_select(0, idx) @ down.t()) @ up.t(), alpha=self.scale)
 
 
 class LayerFusionAttnProcessor:

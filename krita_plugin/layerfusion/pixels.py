@@ -5,7 +5,7 @@ little-endian machine, so conversions are a format change and a memcpy.
 """
 from typing import Any, Callable, Optional, Set, Tuple
 
-from .qt import QBuffer, QByteArray, QImage, QIODevice, QObject, QRunnable, Qt, QThreadPool, QTimer, pyqtSignal
+from .qt import QBuffer, QImage, QIODevice, QObject, QRunnable, Qt, QThreadPool, QTimer, pyqtSignal
 
 
 class ImageError(ValueError):

@@ -8,7 +8,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
-import pytest
 
 from layerfusion.controller import Controller, ReblendSource, Target, UserError
 from layerfusion.docker import Panel
