@@ -9,6 +9,7 @@ import base64
 import io
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -63,10 +64,18 @@ def architecture_of(model: str) -> Architecture:
     return TINY if model == "tiny" else SDXL
 
 
-def decode_png(text: str, mode: str) -> Image.Image:
-    image = Image.open(io.BytesIO(base64.b64decode(text)))
-    image.load()
-    return image.convert(mode)
+def decode_png(text: str, field: str, mode: str) -> Image.Image:
+    """A request's base64 PNG decoded in full; a broken one is a ProtocolError naming its field (the
+    protocol's own check reads the header only)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(base64.b64decode(text))) as image:
+                image.load()
+                return image.convert(mode)
+    except Exception as err:  # PIL raises many kinds for broken data
+        raise ProtocolError("invalid_image", "'%s' could not be decoded: %s"
+                            % (field, str(err) or type(err).__name__), field) from None
 
 
 def tensor_to_image(image: torch.Tensor) -> Image.Image:
@@ -115,8 +124,8 @@ class Engine:
         self._previewer = LatentPreviewer(self.bundle.vae)
 
     def check(self, request: JobRequest) -> None:
-        """What the protocol cannot know: the model's size limit and its prior layer. Raises
-        ProtocolError naming the field; costs no GPU work."""
+        """What the protocol cannot know: the model's size limit, its prior layer, and whether uploaded
+        PNGs decode in full. Raises ProtocolError naming the field; costs no GPU work."""
         if isinstance(request, GenerateRequest):
             width, height, size_field = request.width, request.height, "width"
         else:
@@ -126,6 +135,9 @@ class Engine:
             raise ProtocolError(
                 "too_large", "%dx%d is too large for the %s model (at most %d pixels)"
                 % (width, height, self.architecture.name, limit), size_field)
+        if isinstance(request, ReblendRequest):
+            decode_png(request.foreground_png, "foreground_png", "RGBA")
+            decode_png(request.background_png, "background_png", "RGB")
         if request.options.prior_layer and self.pipe is not None:
             try:
                 check_prior_block(self.pipe.unet, request.options.prior_layer)
@@ -182,8 +194,8 @@ class Engine:
         return images, dict(out.info, transparent_tta=tta)
 
     def _reblend(self, request: ReblendRequest, blend_prompt: str, common: dict):
-        foreground = image_to_tensor(decode_png(request.foreground_png, "RGBA"))
-        background = image_to_tensor(decode_png(request.background_png, "RGB"))
+        foreground = image_to_tensor(decode_png(request.foreground_png, "foreground_png", "RGBA"))
+        background = image_to_tensor(decode_png(request.background_png, "background_png", "RGB"))
         out = self.pipe.reblend(foreground, background, request.foreground_prompt, request.background_prompt,
                                 blend_prompt, strength=request.strength, **common)
         return {"blend": tensor_to_image(out.blend)}, out.info

@@ -84,3 +84,13 @@ def test_missing_real_model_is_a_clear_message(tmp_path):
                      "--out", str(tmp_path / "x"))
     assert result.returncode == 1 and result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "Traceback" not in result.stderr
+
+
+def test_reblend_refuses_a_truncated_png(generated, tmp_path):
+    data = (generated / "foreground.png").read_bytes()
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(data[: len(data) // 2])  # the header (and its size) still reads fine
+    result = backend("reblend", "--foreground", str(broken), "--background", str(generated / "background.png"),
+                     "--fg", "a", "--bg", "b", "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and "error (foreground_png): 'foreground_png' could not be decoded" in result.stderr
+    assert "Traceback" not in result.stderr
