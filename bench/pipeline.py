@@ -19,13 +19,6 @@ from backend.pipeline.schedulers import nearest_step
 from bench.report import machine, table, write_section
 
 WIDE_UNET = {"block_out_channels": (128, 256), "attention_head_dim": (2, 4)}
-SDXL_UNET = dict(
-    sample_size=128, block_out_channels=(320, 640, 1280), layers_per_block=2,
-    down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
-    up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
-    transformer_layers_per_block=(1, 2, 10), attention_head_dim=(5, 10, 20), use_linear_projection=True,
-    cross_attention_dim=2048, addition_embed_type="text_time", addition_time_embed_dim=256,
-    projection_class_embeddings_input_dim=2816)
 PROMPTS = ("a glass of water", "a wooden table at dusk", "a glass of water, a wooden table at dusk")
 
 
@@ -40,26 +33,20 @@ def params(*modules) -> int:
 
 
 def sdxl_memory_ratio() -> dict[str, float]:
-    """Resident parameters of SDXL LayerFusion ÷ a plain SDXL pipeline, from the real shapes."""
-    from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
-
+    """Resident parameters of SDXL LayerFusion ÷ a plain SDXL pipeline, from the real shapes (the
+    configs the loader ships, built on the meta device)."""
+    from backend.models.options import DEFAULT_RANK
+    from backend.models.single_file import SDXL_CONFIG_DIR, meta_modules
     from backend.models.tiny import attention_projections
     from backend.models.transparent_vae import TransparentVAEDecoder, TransparentVAEEncoder
 
+    parts = meta_modules(SDXL_CONFIG_DIR)
+    unet = parts["unet"]
     with torch.device("meta"):
-        unet = UNet2DConditionModel(**SDXL_UNET)
-        vae = AutoencoderKL(block_out_channels=(128, 256, 512, 512), layers_per_block=2,
-                            down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
-        clip_l = CLIPTextModel(CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                                              num_attention_heads=12))
-        clip_g = CLIPTextModelWithProjection(CLIPTextConfig(
-            hidden_size=1280, intermediate_size=5120, num_hidden_layers=32, num_attention_heads=20,
-            projection_dim=1280, hidden_act="gelu"))
         decoder, encoder = TransparentVAEDecoder(), TransparentVAEEncoder()
     modules = dict(unet.named_modules())
-    lora = sum(256 * sum(modules[n].weight.shape) for n in attention_projections(unet))
-    plain = params(unet, vae, clip_l, clip_g)
+    lora = sum(DEFAULT_RANK * sum(modules[n].weight.shape) for n in attention_projections(unet))
+    plain = params(*parts.values())
     ours = plain + lora + params(decoder, encoder)
     return {"plain": plain, "lora": lora, "ratio": ours / plain,
             "two_unets": (plain + params(unet) + params(decoder, encoder)) / plain}

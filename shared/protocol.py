@@ -9,10 +9,10 @@ from __future__ import annotations
 import base64
 import binascii
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Dict, List, Optional, Union
 
-from .fields import ProtocolError, parse, spec
+from .fields import ProtocolError, parse, spec, to_json
 from .png import PngInfo, png_info
 
 PROTOCOL_VERSION = "1"
@@ -241,6 +241,15 @@ def parse_job_request(data: Any) -> JobRequest:
     if kind is None:
         raise ProtocolError("missing_field", "'kind' is required: 'generate' or 'reblend'", "kind")
     raise ProtocolError("invalid_field", "'kind' must be 'generate' or 'reblend'; got %r" % (kind,), "kind")
+
+
+def request_params(request: JobRequest) -> Dict[str, Any]:
+    """A request's JSON form without its uploaded images (the write-only fields): what records keep."""
+    params = to_json(request)
+    for f in fields(request):
+        if f.metadata.get("write_only"):
+            params.pop(f.name, None)
+    return params
 
 
 def compose_blend_prompt(foreground_prompt: str, background_prompt: str, blend_prompt: str = "") -> str:

@@ -118,24 +118,22 @@ def _run(args: argparse.Namespace, request) -> int:
     from backend.pipeline.engine import Engine
 
     engine = Engine(load_options(args))
-    try:
-        engine.check(request)  # before loading anything: size limits are known per architecture
-        print(f"loading model '{args.model}'…", file=sys.stderr)
-        engine.load()
-        engine.check(request)
-    except ProtocolError as err:
-        return _fail(err)
-    except ModelNotAvailable as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
-    bar = tqdm(desc=request.kind.value, unit="step", file=sys.stderr)
+    bar = tqdm(desc=request.kind.value, unit="step", file=sys.stderr, delay=0.1)
 
     def on_step(update) -> None:
         bar.total = update.total
         bar.update(update.step - bar.n)
 
     try:
-        result = engine.run(request, on_step=on_step)
+        engine.check(request)  # before loading anything: size limits are known per architecture
+        print(f"loading model '{args.model}'…", file=sys.stderr)
+        engine.load()
+        result = engine.run(request, on_step=on_step)  # checks again against the loaded model
+    except ProtocolError as err:
+        return _fail(err)
+    except ModelNotAvailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     finally:
         bar.close()
     args.out.mkdir(parents=True, exist_ok=True)

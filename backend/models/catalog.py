@@ -118,6 +118,11 @@ def sdxl_base_checkpoint(models_dir: Optional[Path]) -> Optional[Path]:
     return base[0] if base else None
 
 
+def sdxl_base_available(models_dir: Optional[Path]) -> bool:
+    """Whether the ``sdxl`` preset's base model is here: the HF cache, or the base checkpoint."""
+    return sdxl_in_cache() is not None or sdxl_base_checkpoint(models_dir) is not None
+
+
 def layerdiffuse_files(models_dir: Optional[Path]) -> Optional[LayerDiffuseFiles]:
     """The LayerDiffuse files: ``<models-dir>/layer_model`` first, then the HF cache (original repo,
     then the diffusers repo)."""

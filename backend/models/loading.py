@@ -18,6 +18,7 @@ import torch
 from backend.models import catalog, layerdiffuse, single_file, tiny
 from backend.models.bundle import SDXL, TINY, Architecture, ModelBundle
 from backend.models.options import LoadOptions
+from backend.models.transparent_vae import TransparentVAEEncoder, channels_for
 
 log = logging.getLogger(__name__)
 
@@ -212,16 +213,7 @@ def resolve_layerdiffuse(options: LoadOptions, architecture: Architecture,
 
 def _sdxl_present(options: LoadOptions) -> bool:
     models_dir = Path(options.models_dir) if options.models_dir else None
-    has_base = catalog.sdxl_in_cache() is not None or catalog.sdxl_base_checkpoint(models_dir) is not None
-    return has_base and (bool(options.layerdiffuse_files.get("attn")) or catalog.layerdiffuse_files(models_dir) is not None)
-
-
-def _transparent_channels(architecture: Architecture) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    from backend.models import transparent_vae as tv
-
-    if architecture is TINY:
-        return tv.TINY_DECODER_CHANNELS, tv.TINY_ENCODER_CHANNELS
-    return tv.FULL_DECODER_CHANNELS, tv.FULL_ENCODER_CHANNELS
+    return catalog.sdxl_base_available(models_dir) and (bool(options.layerdiffuse_files.get("attn")) or catalog.layerdiffuse_files(models_dir) is not None)
 
 
 def load_bundle(options: LoadOptions, *, tiny_root: Optional[Path] = None) -> ModelBundle:
@@ -239,7 +231,7 @@ def load_bundle(options: LoadOptions, *, tiny_root: Optional[Path] = None) -> Mo
     parts = load_base(source, dtype, options.variant)
     if options.vae:
         parts["vae"] = single_file.load_vae_file(options.vae, dict(parts["vae"].config), dtype)
-    decoder_channels, encoder_channels = _transparent_channels(architecture)
+    decoder_channels, encoder_channels = channels_for(architecture is TINY)
     # The dense layout's factorisation runs on the GPU when there is one (seconds instead of minutes).
     from backend.models.tiny_files import cache_root
 
@@ -251,8 +243,6 @@ def load_bundle(options: LoadOptions, *, tiny_root: Optional[Path] = None) -> Mo
         scale = files.encoder_scale if files.encoder_scale is not None else layerdiffuse.encoder_scale_for(files.encoder)
     else:
         # Without the encoder file, re-blend cannot encode a foreground; a zero offset keeps the VAE latent.
-        from backend.models.transparent_vae import TransparentVAEEncoder
-
         encoder, scale = TransparentVAEEncoder(encoder_channels).to(dtype).eval(), 1.0
         log.warning("no transparent VAE encoder file: re-blend will use the plain VAE latent of the foreground")
     if options.vae_tiling:

@@ -18,6 +18,13 @@ TINY_DECODER_CHANNELS = (8, 8, 16, 24, 32, 40, 40)  # every published key name, 
 FULL_ENCODER_CHANNELS = (32, 64, 128, 256)
 TINY_ENCODER_CHANNELS = (8, 16, 16, 32)
 
+def channels_for(tiny: bool) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(decoder, encoder) widths: the published ones, or the tiny model's."""
+    if tiny:
+        return TINY_DECODER_CHANNELS, TINY_ENCODER_CHANNELS
+    return FULL_DECODER_CHANNELS, FULL_ENCODER_CHANNELS
+
+
 # Six 2x downsamplings in the decoder: inputs must be a multiple of this.
 DECODER_MULTIPLE = 64
 

@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 
 from backend.models import layerdiffuse, single_file
+from backend.models.transparent_vae import channels_for
 from backend.models.weight_files import WeightFileError, check_names_and_shapes, read_header
 
 MODELS = ("sdxl", "tiny")
@@ -49,14 +50,6 @@ def meta_unet(model: str) -> torch.nn.Module:
         return UNet2DConditionModel.from_config(config)
 
 
-def _channels(model: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    from backend.models import transparent_vae as tv
-
-    if model == "tiny":
-        return tv.TINY_DECODER_CHANNELS, tv.TINY_ENCODER_CHANNELS
-    return tv.FULL_DECODER_CHANNELS, tv.FULL_ENCODER_CHANNELS
-
-
 def check_for(path: Path, kind: str, model: str) -> str:
     """Raise WeightFileError unless ``path`` (of format ``kind``) fits ``model``; returns a note."""
     if kind in ("layerdiffuse-attn-lora", "layerdiffuse-attn-dense"):
@@ -64,10 +57,10 @@ def check_for(path: Path, kind: str, model: str) -> str:
         count = len(pairs) if pairs else len(read_header(path))
         return f"{count} attention projections mapped onto the {model} UNet"
     if kind == "layerdiffuse-decoder":
-        layerdiffuse.validate_module_file(path, layerdiffuse.decoder_module(_channels(model)[0]))
+        layerdiffuse.validate_module_file(path, layerdiffuse.decoder_module(channels_for(model == "tiny")[0]))
         return "loads strictly into the transparent decoder"
     if kind == "layerdiffuse-encoder":
-        layerdiffuse.validate_module_file(path, layerdiffuse.encoder_module(_channels(model)[1]))
+        layerdiffuse.validate_module_file(path, layerdiffuse.encoder_module(channels_for(model == "tiny")[1]))
         try:
             scale = layerdiffuse.encoder_scale_for(path)
             return f"loads strictly into the transparent encoder; output scale {scale:g} (from the file name)"

@@ -6,6 +6,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from PIL import Image
 
 from backend.models.transparent_vae import decode_rgba, encode_rgba
 
@@ -68,6 +69,17 @@ def to_uint8(images: torch.Tensor) -> np.ndarray:
 def from_uint8(array: np.ndarray) -> torch.Tensor:
     """[H, W, C] uint8 -> [1, C, H, W] float in [0, 1]."""
     return torch.from_numpy(np.array(array, copy=True)).permute(2, 0, 1)[None].float() / 255
+
+
+def to_image(image: torch.Tensor) -> Image.Image:
+    """[C, H, W] in [0, 1] -> an RGB or RGBA PIL image."""
+    array = to_uint8(image[None])[0]
+    return Image.fromarray(array, "RGBA" if array.shape[-1] == 4 else "RGB")
+
+
+def from_image(image: Image.Image) -> torch.Tensor:
+    """An RGB or RGBA PIL image -> [C, H, W] in [0, 1]."""
+    return from_uint8(np.asarray(image))[0]
 
 
 def alpha_over(foreground: np.ndarray, background: np.ndarray) -> np.ndarray:

@@ -25,9 +25,9 @@ from backend.pipeline.attention import check_prior_block
 from backend.pipeline.layerfusion import LayerFusionPipeline
 from backend.pipeline.preview import LatentPreviewer
 from backend.pipeline.progress import GenerationCancelled, StepInfo
-from shared.fields import ProtocolError, to_json
+from shared.fields import ProtocolError
 from shared.protocol import (MAX_SEED, BlendMode, GenerateRequest, JobRequest, ReblendRequest,
-                             compose_blend_prompt)
+                             compose_blend_prompt, request_params)
 
 # What the server and CLI catch: the pipeline's own cancellation, under the engine's name.
 JobCancelled = GenerationCancelled
@@ -46,7 +46,7 @@ class StepUpdate:
 class JobResult:
     """``images``: 'foreground' (RGBA), 'background' (RGB) and, unless blend is none, 'blend' (RGB);
     a re-blend returns 'blend' only. ``params``: every parameter as run (seed resolved, model,
-    device, timings), no image payloads."""
+    device, timings) as plain JSON values, no image payloads."""
 
     images: dict[str, Image.Image]
     params: dict[str, Any] = field(default_factory=dict)
@@ -78,30 +78,13 @@ def decode_png(text: str, field: str, mode: str) -> Image.Image:
                             % (field, str(err) or type(err).__name__), field) from None
 
 
-def tensor_to_image(image: torch.Tensor) -> Image.Image:
-    array = decoding.to_uint8(image[None])[0]
-    return Image.fromarray(array, "RGBA" if array.shape[-1] == 4 else "RGB")
-
-
-def image_to_tensor(image: Image.Image) -> torch.Tensor:
-    import numpy as np
-
-    return decoding.from_uint8(np.asarray(image))[0]
-
-
 class Engine:
     """Loads a model (``tiny``, ``sdxl`` or a path) and runs generate and re-blend jobs on it."""
 
-    def __init__(self, model: "str | LoadOptions" = "tiny", *, device: Optional[str] = None,
-                 models_dir: Optional[str] = None):
-        options = model if isinstance(model, LoadOptions) else LoadOptions(model=model)
-        if device is not None:
-            options.device = device
-        if models_dir is not None:
-            options.models_dir = models_dir
-        self.options = options
-        self.model = options.model
-        self.architecture = architecture_of(options.model)
+    def __init__(self, options: "LoadOptions | str" = "tiny"):
+        self.options = options if isinstance(options, LoadOptions) else LoadOptions(model=options)
+        self.model = self.options.model
+        self.architecture = architecture_of(self.model)
         self.bundle: Optional[ModelBundle] = None
         self.pipe: Optional[LayerFusionPipeline] = None
         self._previewer: Optional[LatentPreviewer] = None
@@ -126,6 +109,13 @@ class Engine:
     def check(self, request: JobRequest) -> None:
         """What the protocol cannot know: the model's size limit, its prior layer, and whether uploaded
         PNGs decode in full. Raises ProtocolError naming the field; costs no GPU work."""
+        self._check_model(request)
+        if isinstance(request, ReblendRequest):
+            decode_png(request.foreground_png, "foreground_png", "RGBA")
+            decode_png(request.background_png, "background_png", "RGB")
+
+    def _check_model(self, request: JobRequest) -> None:
+        """The size limit and prior layer; once loaded these are the model's own, not a guess."""
         if isinstance(request, GenerateRequest):
             width, height, size_field = request.width, request.height, "width"
         else:
@@ -135,9 +125,6 @@ class Engine:
             raise ProtocolError(
                 "too_large", "%dx%d is too large for the %s model (at most %d pixels)"
                 % (width, height, self.architecture.name, limit), size_field)
-        if isinstance(request, ReblendRequest):
-            decode_png(request.foreground_png, "foreground_png", "RGBA")
-            decode_png(request.background_png, "background_png", "RGB")
         if request.options.prior_layer and self.pipe is not None:
             try:
                 check_prior_block(self.pipe.unet, request.options.prior_layer)
@@ -147,7 +134,7 @@ class Engine:
     def run(self, request: JobRequest, *, on_step: Optional[StepCallback] = None,
             cancelled: Optional[CancelCheck] = None, preview: bool = False) -> JobResult:
         self.load()
-        self.check(request)
+        self._check_model(request)  # the uploads were decoded by check(); _reblend decodes them once
         assert self.pipe is not None and self.bundle is not None
         seed = resolve_seed(request.seed)
         generator = torch.Generator().manual_seed(seed)
@@ -171,7 +158,7 @@ class Engine:
             images, info = self._generate(request, blend_prompt, common)
         else:
             images, info = self._reblend(request, blend_prompt, common)
-        params = {k: v for k, v in to_json(request).items() if not k.endswith("_png")}
+        params = request_params(request)
         params.update(seed=seed, blend_prompt=blend_prompt, model=self.bundle.name,
                       device=self.device_description, version=__version__,
                       seconds=round(time.perf_counter() - started, 3), **info)
@@ -184,9 +171,9 @@ class Engine:
         out = self.pipe(request.foreground_prompt, request.background_prompt, blend_prompt,
                         height=request.height, width=request.width, blend=request.blend,
                         transparent_tta=tta, **common)
-        images = {"foreground": tensor_to_image(out.foreground), "background": tensor_to_image(out.background)}
+        images = {"foreground": decoding.to_image(out.foreground), "background": decoding.to_image(out.background)}
         if request.blend is BlendMode.generative:
-            images["blend"] = tensor_to_image(out.blend)
+            images["blend"] = decoding.to_image(out.blend)
         elif request.blend is BlendMode.alpha:
             fg = decoding.to_uint8(out.foreground[None])[0]
             bg = decoding.to_uint8(out.background[None])[0]
@@ -194,8 +181,8 @@ class Engine:
         return images, dict(out.info, transparent_tta=tta)
 
     def _reblend(self, request: ReblendRequest, blend_prompt: str, common: dict):
-        foreground = image_to_tensor(decode_png(request.foreground_png, "foreground_png", "RGBA"))
-        background = image_to_tensor(decode_png(request.background_png, "background_png", "RGB"))
+        foreground = decoding.from_image(decode_png(request.foreground_png, "foreground_png", "RGBA"))
+        background = decoding.from_image(decode_png(request.background_png, "background_png", "RGB"))
         out = self.pipe.reblend(foreground, background, request.foreground_prompt, request.background_prompt,
                                 blend_prompt, strength=request.strength, **common)
-        return {"blend": tensor_to_image(out.blend)}, out.info
+        return {"blend": decoding.to_image(out.blend)}, out.info

@@ -41,7 +41,6 @@ def create_app(config: ServerConfig, engine: Optional[Engine] = None) -> web.App
             asyncio.get_running_loop(),
             max_queue=config.max_queue,
             max_queued_upload_bytes=config.max_queued_upload_bytes,
-            model_name=config.loading.model,
             token_required=bool(config.token),
             previews=config.previews,
         )

@@ -25,8 +25,8 @@ def model_kind(name: str) -> str:
 
 
 def _sdxl_available(models_dir: Optional[Path]) -> bool:
-    base = catalog.sdxl_in_cache() is not None or bool(catalog.sdxl_checkpoints(models_dir))
-    return base and catalog.layerdiffuse_files(models_dir) is not None
+    # What the loader's sdxl preset takes: a fine-tune in checkpoints/ is not the preset.
+    return catalog.sdxl_base_available(models_dir) and catalog.layerdiffuse_files(models_dir) is not None
 
 
 def _available(name: str, kind: str, models_dir: Optional[Path]) -> bool:

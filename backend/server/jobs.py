@@ -8,7 +8,6 @@ of locks. The one thing the worker reads directly is a job's cancel flag (a thre
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import threading
 import time
@@ -128,15 +127,6 @@ class Job:
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
-
-
-def request_params(request: JobRequest) -> Dict[str, Any]:
-    """The request's JSON form without the uploaded images (write-only fields)."""
-    params = to_json(request)
-    for f in dataclasses.fields(request):
-        if f.metadata.get("write_only"):
-            params.pop(f.name, None)
-    return params
 
 
 class JobBook:

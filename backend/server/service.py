@@ -17,11 +17,19 @@ from backend.server.jobs import (
     ended,
     interrupted,
     new_job_id,
-    request_params,
 )
 from backend.server.store import ResultStore
 from backend.server.worker import Worker
-from shared.protocol import Health, JobKind, JobRequest, JobState, JobStatus, ReblendRequest, ServerState
+from shared.protocol import (
+    Health,
+    JobKind,
+    JobRequest,
+    JobState,
+    JobStatus,
+    ReblendRequest,
+    ServerState,
+    request_params,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +43,6 @@ class JobService:
         *,
         max_queue: int,
         max_queued_upload_bytes: int,
-        model_name: str,
         token_required: bool,
         previews: bool = True,
     ) -> None:
@@ -43,7 +50,6 @@ class JobService:
         self.store = store
         self.max_queue = max_queue
         self.max_queued_upload_bytes = max_queued_upload_bytes
-        self.model_name = model_name
         self.token_required = token_required
         self.book = JobBook(loop)
         self.worker = Worker(engine, store, self.book, previews=previews)
@@ -134,7 +140,7 @@ class JobService:
             state=self.book.health,
             version=__version__,
             device=self.engine.device_description,
-            model=self.model_name,
+            model=self.engine.model,
             queue_length=self.worker.waiting() + busy,
             error=self.book.load_error if self.book.health == ServerState.error else None,
             auth=self.token_required,

@@ -7,6 +7,7 @@ name and renamed, so a crash never leaves a half-written PNG or record behind a 
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -53,16 +54,9 @@ class ResultStore:
             image = images.get(name)
             if image is None:
                 continue
-            target = self.job_dir(job_id) / (name + ".png")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix="." + name, suffix=".tmp")
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    image.save(out, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-                os.replace(tmp, target)
-            except BaseException:
-                _unlink_quietly(tmp)
-                raise
+            buffer = io.BytesIO()
+            image.save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
+            self._write_atomic(self.job_dir(job_id) / (name + ".png"), buffer.getvalue())
             written.append(name)
         return written
 

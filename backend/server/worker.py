@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import Any, Deque, List, Optional
+from typing import Deque, List, Optional
 
 from PIL import Image
 
@@ -25,15 +25,10 @@ from shared.protocol import ErrorInfo, JobState, ReblendRequest, ServerState
 
 log = logging.getLogger(__name__)
 
-PREVIEW_SIDE = 128
-
-
 def encode_preview(image: Image.Image) -> str:
-    """A small base64 PNG for the event stream: a few kB, so progress events stay cheap."""
-    small = image.copy()
-    small.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    """The engine's small preview as base64 PNG for the event stream (a few kB a step)."""
     buffer = io.BytesIO()
-    small.save(buffer, format="PNG", compress_level=1)
+    image.save(buffer, format="PNG", compress_level=1)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -170,7 +165,7 @@ class Worker:
         # The PNGs and the record go to disk before anyone hears "done".
         names = self.store.write_images(job.id, result.images)
         params = dict(job.params)
-        params.update(_jsonable(result.params))
+        params.update(result.params)
         return Outcome(state=JobState.done, finished=time.time(), params=params, images=names)
 
     def _failed(self, job: Job, error: ErrorInfo) -> Outcome:
@@ -183,16 +178,3 @@ class Worker:
 def _short(err: BaseException, limit: int = 300) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else ""
     return text[:limit]
-
-
-def _jsonable(value: Any) -> Any:
-    """Engine params as JSON: numbers, strings and containers pass, anything else becomes text."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if hasattr(value, "value") and isinstance(getattr(value, "value"), (str, int)):
-        return value.value  # enums
-    return str(value)

@@ -13,8 +13,3 @@ def pytest_collection_modifyitems(items):
             if "krita" in item.keywords:
                 item.add_marker(skip)
 
-
-@pytest.fixture(scope="session")
-def krita_backend(live_backend):
-    """The team's real backend subprocess (tiny model); Krita reaches it on loopback."""
-    return live_backend

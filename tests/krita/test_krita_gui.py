@@ -38,13 +38,13 @@ def install_profile(home: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def gui(krita_backend, tmp_path_factory):
+def gui(live_backend, tmp_path_factory):
     if shutil.which("krita") is None or shutil.which("xvfb-run") is None:
         pytest.skip("Krita or xvfb-run is not installed; CI installs both")
     work = tmp_path_factory.mktemp("krita-gui")
     artifacts = REPO / "artifacts"
     artifacts.mkdir(exist_ok=True)
-    cfg = {"url": krita_backend.url, "width": W, "height": H, "dx": DX, "dy": DY,
+    cfg = {"url": live_backend.url, "width": W, "height": H, "dx": DX, "dy": DY,
            "result": str(work / "gui.json"), "screenshot": str(artifacts / "krita_gui.png")}
     (work / "cfg.json").write_text(json.dumps(cfg))
     env = dict(os.environ)

@@ -10,8 +10,8 @@ W, H, DX, DY = 160, 128, 24, 16
 
 
 @pytest.fixture(scope="module")
-def facts(krita_backend, tmp_path_factory):
-    return run_scenario("scenario_layers", {"url": krita_backend.url, "width": W, "height": H, "dx": DX, "dy": DY},
+def facts(live_backend, tmp_path_factory):
+    return run_scenario("scenario_layers", {"url": live_backend.url, "width": W, "height": H, "dx": DX, "dy": DY},
                         tmp_path_factory.mktemp("krita-layers"))
 
 

@@ -17,8 +17,9 @@ def tiny_pipe(tiny_bundle):
 
 @pytest.fixture(scope="session")
 def engine():
+    from backend.models.options import LoadOptions
     from backend.pipeline.engine import Engine
 
-    e = Engine("tiny", device="cpu")
+    e = Engine(LoadOptions(model="tiny", device="cpu"))
     e.load()
     return e

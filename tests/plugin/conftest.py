@@ -20,11 +20,6 @@ def qapp():
     yield app
 
 
-@pytest.fixture(scope="session")
-def backend(live_backend):
-    """The team's real backend subprocess (tiny model), shared by the session; has ``.url``."""
-    return live_backend
-
 
 def wait_for(app, condition: Callable[[], bool], limit: float = 120.0) -> None:
     """Spin the Qt event loop until ``condition`` holds; the limit only guards against a hang."""

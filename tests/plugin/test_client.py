@@ -40,8 +40,8 @@ def test_sse_parser_reassembles_split_events():
     assert [(e.event, e.data) for e in events] == [("progress", '{"a":\n1}'), ("status", '{"s": "é"}')]
 
 
-def test_health_reports_connected(qapp, backend, spin):
-    monitor = HealthMonitor(Api(backend.url), interval_ms=100000)
+def test_health_reports_connected(qapp, live_backend, spin):
+    monitor = HealthMonitor(Api(live_backend.url), interval_ms=100000)
     monitor.start()
     spin(lambda: monitor.state.kind != "offline" or "not checked" not in monitor.state.detail)
     assert monitor.state.kind == "connected", monitor.state
@@ -58,8 +58,8 @@ def test_health_reports_offline_with_reason(qapp, spin):
     assert "nothing is listening" in changes[-1].text
 
 
-def test_generate_streams_progress_and_fetches_images(qapp, backend, spin):
-    seen = run_job(Api(backend.url), generate_body(), spin)
+def test_generate_streams_progress_and_fetches_images(qapp, live_backend, spin):
+    seen = run_job(Api(live_backend.url), generate_body(), spin)
     outcome = seen["outcome"]
     assert outcome.state == "done", outcome.error
     assert seen["progress"], "no progress events arrived"
@@ -73,8 +73,8 @@ def test_generate_streams_progress_and_fetches_images(qapp, backend, spin):
     assert outcome.params["seed"] == 7
 
 
-def test_cancel_stops_a_running_job(qapp, backend, spin):
-    api = Api(backend.url)
+def test_cancel_stops_a_running_job(qapp, live_backend, spin):
+    api = Api(live_backend.url)
     body = generate_body(steps=200, width=256, height=256)
     progress = []
 
@@ -88,20 +88,20 @@ def test_cancel_stops_a_running_job(qapp, backend, spin):
     assert max(progress) < 200
 
 
-def test_cancel_before_the_server_answered(qapp, backend, spin):
-    seen = run_job(Api(backend.url), generate_body(steps=50), spin, on_start=lambda run: run.cancel())
+def test_cancel_before_the_server_answered(qapp, live_backend, spin):
+    seen = run_job(Api(live_backend.url), generate_body(steps=50), spin, on_start=lambda run: run.cancel())
     assert seen["outcome"].state == "cancelled"
 
 
-def test_server_refusal_is_reported_in_words(qapp, backend, spin):
-    seen = run_job(Api(backend.url), generate_body(steps=0), spin)
+def test_server_refusal_is_reported_in_words(qapp, live_backend, spin):
+    seen = run_job(Api(live_backend.url), generate_body(steps=0), spin)
     outcome = seen["outcome"]
     assert outcome.state == "failed"
     assert "steps" in outcome.error and "Traceback" not in outcome.error
 
 
-def test_too_large_for_the_model_is_reported(qapp, backend, spin):
-    seen = run_job(Api(backend.url), generate_body(width=2048, height=2048), spin)
+def test_too_large_for_the_model_is_reported(qapp, live_backend, spin):
+    seen = run_job(Api(live_backend.url), generate_body(width=2048, height=2048), spin)
     assert seen["outcome"].state == "failed"
     assert "too large" in seen["outcome"].error
 

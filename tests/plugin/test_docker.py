@@ -64,8 +64,8 @@ def finished_jobs(controller):
     return done
 
 
-def test_connection_state_is_shown(qapp, backend, spin):
-    panel, controller, _, _ = make(qapp, backend.url)
+def test_connection_state_is_shown(qapp, live_backend, spin):
+    panel, controller, _, _ = make(qapp, live_backend.url)
     spin(lambda: panel.connection.property("state") == "connected")
     assert "tiny" in panel.connection.text()
     assert not panel.start_server.isEnabled()
@@ -80,8 +80,8 @@ def test_offline_server_is_shown_with_reason(qapp, spin):
     controller.shutdown()
 
 
-def test_generate_inserts_scaled_layers_and_records_history(qapp, backend, spin):
-    panel, controller, docs, _ = make(qapp, backend.url)
+def test_generate_inserts_scaled_layers_and_records_history(qapp, live_backend, spin):
+    panel, controller, docs, _ = make(qapp, live_backend.url)
     done = finished_jobs(controller)
     steps_seen: List[int] = []
     panel.progress.valueChanged.connect(steps_seen.append)
@@ -105,8 +105,8 @@ def test_generate_inserts_scaled_layers_and_records_history(qapp, backend, spin)
     controller.shutdown()
 
 
-def test_blend_none_inserts_two_layers(qapp, backend, spin):
-    panel, controller, docs, _ = make(qapp, backend.url, blend="none")
+def test_blend_none_inserts_two_layers(qapp, live_backend, spin):
+    panel, controller, docs, _ = make(qapp, live_backend.url, blend="none")
     done = finished_jobs(controller)
     panel.generate.click()
     spin(lambda: bool(done))
@@ -114,8 +114,8 @@ def test_blend_none_inserts_two_layers(qapp, backend, spin):
     controller.shutdown()
 
 
-def test_missing_prompt_and_missing_document_are_explained(qapp, backend):
-    panel, controller, docs, _ = make(qapp, backend.url)
+def test_missing_prompt_and_missing_document_are_explained(qapp, live_backend):
+    panel, controller, docs, _ = make(qapp, live_backend.url)
     panel.foreground.setPlainText("  ")
     assert controller.generate() is None
     assert "foreground prompt" in panel.message.text() and panel.message.property("error")
@@ -126,8 +126,8 @@ def test_missing_prompt_and_missing_document_are_explained(qapp, backend):
     controller.shutdown()
 
 
-def test_cancel_button_stops_the_job(qapp, backend, spin):
-    panel, controller, docs, _ = make(qapp, backend.url, steps=200)
+def test_cancel_button_stops_the_job(qapp, live_backend, spin):
+    panel, controller, docs, _ = make(qapp, live_backend.url, steps=200)
     done = finished_jobs(controller)
     panel.progress.valueChanged.connect(lambda v: v >= 1 and panel.cancel.isEnabled() and panel.cancel.click())
     panel.generate.click()
@@ -139,8 +139,8 @@ def test_cancel_button_stops_the_job(qapp, backend, spin):
     controller.shutdown()
 
 
-def test_closed_document_gets_nothing(qapp, backend, spin):
-    panel, controller, docs, _ = make(qapp, backend.url)
+def test_closed_document_gets_nothing(qapp, live_backend, spin):
+    panel, controller, docs, _ = make(qapp, live_backend.url)
     done = finished_jobs(controller)
     panel.generate.click()
     docs.open_docs.clear()  # the artist closed the document while the job ran
@@ -150,8 +150,8 @@ def test_closed_document_gets_nothing(qapp, backend, spin):
     controller.shutdown()
 
 
-def test_server_refusal_shown_in_plain_words(qapp, backend, spin):
-    panel, controller, docs, _ = make(qapp, backend.url)
+def test_server_refusal_shown_in_plain_words(qapp, live_backend, spin):
+    panel, controller, docs, _ = make(qapp, live_backend.url)
     docs.generation_target = lambda px: Target("doc", 0, 0, 4000, 4000, 2048, 2048)  # past the tiny limit
     done = finished_jobs(controller)
     panel.generate.click()
@@ -161,8 +161,8 @@ def test_server_refusal_shown_in_plain_words(qapp, backend, spin):
     controller.shutdown()
 
 
-def test_reblend_and_reinsert_from_history(qapp, backend, spin):
-    panel, controller, docs, _ = make(qapp, backend.url)
+def test_reblend_and_reinsert_from_history(qapp, live_backend, spin):
+    panel, controller, docs, _ = make(qapp, live_backend.url)
     done = finished_jobs(controller)
     panel.generate.click()
     spin(lambda: len(done) == 1)
@@ -177,13 +177,13 @@ def test_reblend_and_reinsert_from_history(qapp, backend, spin):
     controller.shutdown()
 
 
-def test_history_comes_from_the_server(qapp, backend, spin):
-    first, c1, _, _ = make(qapp, backend.url)
+def test_history_comes_from_the_server(qapp, live_backend, spin):
+    first, c1, _, _ = make(qapp, live_backend.url)
     done = finished_jobs(c1)
     first.generate.click()
     spin(lambda: bool(done))
     c1.shutdown()
-    panel, controller, docs, _ = make(qapp, backend.url)  # a new session: nothing cached locally
+    panel, controller, docs, _ = make(qapp, live_backend.url)  # a new session: nothing cached locally
     spin(lambda: panel.history.count() >= 1)
     job_id = panel.history.item(0).data(0x0100)
     assert controller.history[job_id].images == {}
@@ -193,8 +193,8 @@ def test_history_comes_from_the_server(qapp, backend, spin):
     controller.shutdown()
 
 
-def test_edits_are_saved_and_seed_dice_rolls(qapp, backend):
-    panel, controller, _, saved = make(qapp, backend.url)
+def test_edits_are_saved_and_seed_dice_rolls(qapp, live_backend):
+    panel, controller, _, saved = make(qapp, live_backend.url)
     panel.steps.setValue(9)
     assert saved and saved[-1].steps == 9
     before = panel.seed.value()
@@ -207,8 +207,8 @@ def test_edits_are_saved_and_seed_dice_rolls(qapp, backend):
     controller.shutdown()
 
 
-def test_two_documents_with_jobs_in_flight(qapp, backend, spin):
-    panel, controller, docs, _ = make(qapp, backend.url)
+def test_two_documents_with_jobs_in_flight(qapp, live_backend, spin):
+    panel, controller, docs, _ = make(qapp, live_backend.url)
     docs.open_docs = {"doc", "other"}
     targets = iter([Target("doc", 0, 0, W, H, 128, 64), Target("other", 0, 0, 64, 64, 64, 64)])
     docs.generation_target = lambda px: next(targets)
@@ -226,8 +226,8 @@ def test_two_documents_with_jobs_in_flight(qapp, backend, spin):
     controller.shutdown()
 
 
-def test_unexpected_failure_becomes_a_sentence(qapp, backend):
-    panel, controller, docs, _ = make(qapp, backend.url)
+def test_unexpected_failure_becomes_a_sentence(qapp, live_backend):
+    panel, controller, docs, _ = make(qapp, live_backend.url)
 
     def broken(px):
         raise ZeroDivisionError("division by zero")
