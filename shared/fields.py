@@ -16,7 +16,12 @@ T = TypeVar("T")
 
 
 class ProtocolError(ValueError):
-    """A message broke the protocol. ``field`` names the offending field in dotted form."""
+    """A message broke the protocol. ``field`` names the offending field in dotted form.
+
+    ``status`` is the HTTP status the server answers with: 400 for a body that breaks the schema;
+    subclasses carry their own (the server maps nothing by type)."""
+
+    status = 400
 
     def __init__(self, code: str, message: str, field: Optional[str] = None) -> None:
         super().__init__(message)
@@ -31,6 +36,13 @@ class ProtocolError(ValueError):
         return {"error": body}
 
 
+class Unprocessable(ProtocolError):
+    """The body fits the schema but cannot be used (a PNG that does not decode, sizes that disagree,
+    more pixels than the model takes): what JSON Schema cannot say. Answered 422."""
+
+    status = 422
+
+
 def spec(
     default: Any = dataclasses.MISSING,
     *,
@@ -42,10 +54,15 @@ def spec(
     max_length: Optional[int] = None,
     pattern: Optional[str] = None,
     nonblank: bool = False,
+    multiple_of: Optional[int] = None,
+    const: bool = False,
     default_factory: Any = dataclasses.MISSING,
     write_only: bool = False,
 ) -> Any:
-    """A dataclass field with the validation rules and documentation of one message field."""
+    """A dataclass field with the validation rules and documentation of one message field.
+
+    ``const``: the field must be present and equal to its default (a discriminator such as ``kind``);
+    the default only saves the sender from spelling it out in code."""
     meta = {
         "doc": doc,
         "minimum": minimum,
@@ -56,6 +73,8 @@ def spec(
         # JSON Schema patterns are unanchored searches; "\S" is how the schema says "not blank".
         "pattern": r"\S" if nonblank else pattern,
         "nonblank": nonblank,
+        "multiple_of": multiple_of,
+        "const": const,
         "write_only": write_only,
     }
     if default_factory is not dataclasses.MISSING:
@@ -113,6 +132,8 @@ def _check_value(value: Any, tp: Any, meta: Dict[str, Any], path: str) -> Any:
             raise ProtocolError("invalid_field", "'%s' must be true or false" % path, path)
         return value
     if tp is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON (and JSON Schema) make no difference between 25 and 25.0
         if isinstance(value, bool) or not isinstance(value, int):
             raise ProtocolError("invalid_field", "'%s' must be an integer" % path, path)
         _check_range(value, meta, path)
@@ -156,6 +177,11 @@ def _check_range(value: float, meta: Dict[str, Any], path: str) -> None:
         raise ProtocolError("invalid_field", "'%s' must be greater than %s; got %s" % (path, xlo, value), path)
     if hi is not None and value > hi:
         raise ProtocolError("invalid_field", "'%s' must be at most %s; got %s" % (path, hi, value), path)
+    step = meta.get("multiple_of")
+    if step and value % step:
+        raise ProtocolError(
+            "invalid_field", "'%s' must be a multiple of %d; got %s" % (path, step, value), path
+        )
 
 
 def _check_length(value: str, meta: Dict[str, Any], path: str) -> None:
@@ -178,10 +204,16 @@ def _parse_object(cls: Type[T], data: Dict[str, Any], prefix: str = "") -> T:
     for name, f in known.items():
         path = prefix + name
         if name not in data:
+            if f.metadata.get("const"):
+                raise ProtocolError("missing_field", "'%s' is required: %r" % (path, to_json(f.default)), path)
             if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
                 raise ProtocolError("missing_field", "'%s' is required" % path, path)
             continue
         values[name] = _check_value(data[name], hints[name], dict(f.metadata), path)
+        if f.metadata.get("const") and values[name] != f.default:
+            raise ProtocolError(
+                "invalid_field", "'%s' must be %r; got %r" % (path, to_json(f.default), data[name]), path
+            )
     obj = cls(**values)
     check = getattr(obj, "check", None)
     if check is not None:
@@ -232,13 +264,17 @@ def json_schema(cls: type, refs: Dict[str, Any]) -> Dict[str, Any]:
             ("min_length", "minLength"),
             ("max_length", "maxLength"),
             ("pattern", "pattern"),
+            ("multiple_of", "multipleOf"),
         ):
             if meta.get(key) is not None:
                 schema[name] = meta[key]
-        if f.default is not dataclasses.MISSING and f.default is not None:
+        if meta.get("const"):
+            schema = {"const": to_json(f.default), "description": schema.get("description", "")}
+        elif f.default is not dataclasses.MISSING and f.default is not None:
             schema["default"] = to_json(f.default)
         props[f.name] = schema
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+        if no_default or meta.get("const"):
             required.append(f.name)
     out: Dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
     if required:

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, fields
 from typing import Any, Dict, List, Optional, Union
 
-from .fields import ProtocolError, parse, spec, to_json
+from .fields import ProtocolError, Unprocessable, parse, spec, to_json
 from .png import PngInfo, png_info
 
 PROTOCOL_VERSION = "1"
@@ -122,9 +122,13 @@ class GenerateRequest:
 
     foreground_prompt: str = spec(nonblank=True, max_length=MAX_PROMPT_CHARS, doc="What the foreground object is.")
     background_prompt: str = spec(nonblank=True, max_length=MAX_PROMPT_CHARS, doc="The scene behind it.")
-    width: int = spec(minimum=MIN_SIDE, maximum=MAX_SIDE, doc="Image width in pixels, a multiple of 8.")
-    height: int = spec(minimum=MIN_SIDE, maximum=MAX_SIDE, doc="Image height in pixels, a multiple of 8.")
-    kind: JobKind = spec(JobKind.generate, doc="Always 'generate'.")
+    width: int = spec(
+        minimum=MIN_SIDE, maximum=MAX_SIDE, multiple_of=SIZE_MULTIPLE, doc="Image width in pixels."
+    )
+    height: int = spec(
+        minimum=MIN_SIDE, maximum=MAX_SIDE, multiple_of=SIZE_MULTIPLE, doc="Image height in pixels."
+    )
+    kind: JobKind = spec(JobKind.generate, const=True, doc="Always 'generate'.")
     blend: BlendMode = spec(BlendMode.generative, doc="How the blend layer is made.")
     blend_prompt: str = spec(
         "", max_length=MAX_PROMPT_CHARS, doc="Prompt of the blend; empty = '<foreground>, <background>'."
@@ -136,9 +140,11 @@ class GenerateRequest:
     options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
 
     def check(self, prefix: str = "") -> None:
-        if self.kind != JobKind.generate:
-            raise ProtocolError("invalid_field", "'kind' must be 'generate'", prefix + "kind")
         check_size(self.width, self.height, prefix)
+
+    @property
+    def size(self) -> "tuple[int, int]":
+        return self.width, self.height
 
 
 @dataclass
@@ -153,7 +159,7 @@ class ReblendRequest:
     )
     foreground_prompt: str = spec(nonblank=True, max_length=MAX_PROMPT_CHARS, doc="The foreground's prompt.")
     background_prompt: str = spec(nonblank=True, max_length=MAX_PROMPT_CHARS, doc="The background's prompt.")
-    kind: JobKind = spec(JobKind.reblend, doc="Always 'reblend'.")
+    kind: JobKind = spec(JobKind.reblend, const=True, doc="Always 'reblend'.")
     blend_prompt: str = spec(
         "", max_length=MAX_PROMPT_CHARS, doc="Prompt of the blend; empty = '<foreground>, <background>'."
     )
@@ -167,21 +173,19 @@ class ReblendRequest:
     options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
 
     def check(self, prefix: str = "") -> None:
-        if self.kind != JobKind.reblend:
-            raise ProtocolError("invalid_field", "'kind' must be 'reblend'", prefix + "kind")
         fg = decode_png_field(self.foreground_png, prefix + "foreground_png")
         bg = decode_png_field(self.background_png, prefix + "background_png")
         if not fg.has_alpha:
-            raise ProtocolError(
+            raise Unprocessable(
                 "invalid_image", "'foreground_png' must be an RGBA PNG; got %s" % fg.mode, prefix + "foreground_png"
             )
         if not bg.is_color:
-            raise ProtocolError(
+            raise Unprocessable(
                 "invalid_image", "'background_png' must be an RGB or RGBA PNG; got %s" % bg.mode,
                 prefix + "background_png",
             )
         if (fg.width, fg.height) != (bg.width, bg.height):
-            raise ProtocolError(
+            raise Unprocessable(
                 "invalid_image",
                 "'foreground_png' is %dx%d but 'background_png' is %dx%d; they must be the same size"
                 % (fg.width, fg.height, bg.width, bg.height),
@@ -199,19 +203,22 @@ JobRequest = Union[GenerateRequest, ReblendRequest]
 
 
 def check_size(width: int, height: int, prefix: str = "", field: Optional[str] = None) -> None:
-    """Sides in [MIN_SIDE, MAX_SIDE], multiples of SIZE_MULTIPLE, at most MAX_PIXELS in all."""
+    """Sides in [MIN_SIDE, MAX_SIDE], multiples of SIZE_MULTIPLE, at most MAX_PIXELS in all.
+
+    For a generate request the schema already holds the sides to these; the pixel budget and an
+    uploaded PNG's size are what it cannot say, hence 422."""
     for name, value in (("width", width), ("height", height)):
         where = prefix + (field or name)
         if value < MIN_SIDE or value > MAX_SIDE:
-            raise ProtocolError(
+            raise Unprocessable(
                 "invalid_size", "%s %d is outside %d..%d" % (name, value, MIN_SIDE, MAX_SIDE), where
             )
         if value % SIZE_MULTIPLE:
-            raise ProtocolError(
+            raise Unprocessable(
                 "invalid_size", "%s %d is not a multiple of %d" % (name, value, SIZE_MULTIPLE), where
             )
     if width * height > MAX_PIXELS:
-        raise ProtocolError(
+        raise Unprocessable(
             "invalid_size",
             "width x height = %dx%d has more than %d pixels" % (width, height, MAX_PIXELS),
             prefix + (field or "width"),
@@ -222,11 +229,11 @@ def decode_png_field(text: str, field: str) -> PngInfo:
     try:
         data = base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
-        raise ProtocolError("invalid_image", "'%s' is not valid base64" % field, field) from None
+        raise Unprocessable("invalid_image", "'%s' is not valid base64" % field, field) from None
     try:
         return png_info(data)
     except ValueError as err:
-        raise ProtocolError("invalid_image", "'%s' is not a usable PNG: %s" % (field, err), field) from None
+        raise Unprocessable("invalid_image", "'%s' is not a usable PNG: %s" % (field, err), field) from None
 
 
 def parse_job_request(data: Any) -> JobRequest:
@@ -370,6 +377,11 @@ EVENT_PROGRESS = "progress"
 
 def job_path(job_id: str) -> str:
     return "%s/jobs/%s" % (API_PREFIX, job_id)
+
+
+def cancel_path(job_id: str) -> str:
+    """POST here stops a job and keeps its record; DELETE on ``job_path`` removes the job."""
+    return job_path(job_id) + "/cancel"
 
 
 def image_path(job_id: str, name: str) -> str:

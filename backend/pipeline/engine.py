@@ -25,9 +25,16 @@ from backend.pipeline.attention import check_prior_block
 from backend.pipeline.layerfusion import LayerFusionPipeline
 from backend.pipeline.preview import LatentPreviewer
 from backend.pipeline.progress import GenerationCancelled, StepInfo
-from shared.fields import ProtocolError
-from shared.protocol import (MAX_SEED, BlendMode, GenerateRequest, JobRequest, ReblendRequest,
-                             compose_blend_prompt, request_params)
+from shared.fields import Unprocessable
+from shared.protocol import (
+    MAX_SEED,
+    BlendMode,
+    GenerateRequest,
+    JobRequest,
+    ReblendRequest,
+    compose_blend_prompt,
+    request_params,
+)
 
 # What the server and CLI catch: the pipeline's own cancellation, under the engine's name.
 JobCancelled = GenerationCancelled
@@ -74,7 +81,7 @@ def decode_png(text: str, field: str, mode: str) -> Image.Image:
                 image.load()
                 return image.convert(mode)
     except Exception as err:  # PIL raises many kinds for broken data
-        raise ProtocolError("invalid_image", "'%s' could not be decoded: %s"
+        raise Unprocessable("invalid_image", "'%s' could not be decoded: %s"
                             % (field, str(err) or type(err).__name__), field) from None
 
 
@@ -116,20 +123,18 @@ class Engine:
 
     def _check_model(self, request: JobRequest) -> None:
         """The size limit and prior layer; once loaded these are the model's own, not a guess."""
-        if isinstance(request, GenerateRequest):
-            width, height, size_field = request.width, request.height, "width"
-        else:
-            (width, height), size_field = request.size, "foreground_png"
+        width, height = request.size
+        size_field = "width" if isinstance(request, GenerateRequest) else "foreground_png"
         limit = self.architecture.max_pixels
         if width * height > limit:
-            raise ProtocolError(
+            raise Unprocessable(
                 "too_large", "%dx%d is too large for the %s model (at most %d pixels)"
                 % (width, height, self.architecture.name, limit), size_field)
         if request.options.prior_layer and self.pipe is not None:
             try:
                 check_prior_block(self.pipe.unet, request.options.prior_layer)
             except ValueError as err:
-                raise ProtocolError("invalid_field", str(err), "options.prior_layer") from None
+                raise Unprocessable("invalid_field", str(err), "options.prior_layer") from None
 
     def run(self, request: JobRequest, *, on_step: Optional[StepCallback] = None,
             cancelled: Optional[CancelCheck] = None, preview: bool = False) -> JobResult:

@@ -19,6 +19,8 @@ OPEN_PATHS = frozenset({API_PREFIX + "/health"})
 class Unauthorized(ProtocolError):
     """Raised for a missing or wrong token; the error middleware answers 401."""
 
+    status = 401
+
 
 def make_auth_middleware(token: Optional[str]) -> Callable:
     expected = ("Bearer " + token).encode() if token else None

@@ -13,8 +13,6 @@ from typing import Awaitable, Callable, Dict, Optional
 
 from aiohttp import web
 
-from backend.server.auth import Unauthorized
-from backend.server.jobs import ModelUnavailable, QueueFull
 from shared.fields import ProtocolError
 
 log = logging.getLogger(__name__)
@@ -44,26 +42,15 @@ def error_response(
     return web.json_response(ProtocolError(code, message, field).to_json(), status=status, headers=headers)
 
 
-def protocol_status(err: ProtocolError) -> int:
-    if isinstance(err, Unauthorized):
-        return 401
-    if isinstance(err, QueueFull):
-        return 429
-    if isinstance(err, ModelUnavailable):
-        return 503
-    return 400
-
-
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ProtocolError as err:
-        status = protocol_status(err)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        if status == 429:
+        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+        if err.status == 429:
             headers = {"Retry-After": "5"}
-        return error_response(status, err.code, err.message, err.field, headers)
+        return error_response(err.status, err.code, err.message, err.field, headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise  # redirects and the like are not errors

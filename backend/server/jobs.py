@@ -13,7 +13,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from shared.fields import ProtocolError, to_json
 from shared.protocol import (
@@ -42,9 +42,13 @@ Event = Tuple[str, Dict[str, Any], bool]  # (SSE event name, JSON data, ends the
 class QueueFull(ProtocolError):
     """POST /v1/jobs while max_queue jobs are already waiting: answered 429."""
 
+    status = 429
+
 
 class ModelUnavailable(ProtocolError):
     """POST /v1/jobs while the model failed to load: answered 503."""
+
+    status = 503
 
 
 @dataclass
@@ -71,6 +75,8 @@ class Job:
     error: Optional[ErrorInfo] = None
     images: List[str] = field(default_factory=list)
     finished: Optional[float] = None
+    # DELETE came while it ran: its folder goes as soon as the worker lets go of it.
+    deleted: bool = False
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     subscribers: List["asyncio.Queue[Event]"] = field(default_factory=list, repr=False)
 
@@ -132,8 +138,9 @@ def new_job_id() -> str:
 class JobBook:
     """Every job the server knows, the health state, and the event fan-out: loop thread only."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, discard: Callable[[str], None]) -> None:
         self.loop = loop
+        self.discard = discard  # removes a deleted job's files
         self.jobs: Dict[str, Job] = {}
         self.health = ServerState.loading
         self.load_error: Optional[str] = None
@@ -149,6 +156,9 @@ class JobBook:
     # -- applied on the loop -----------------------------------------------------------------
     def add(self, job: Job) -> None:
         self.jobs[job.id] = job
+
+    def forget(self, job: Job) -> None:
+        self.jobs.pop(job.id, None)
 
     def set_health(self, state: ServerState, error: Optional[str] = None) -> None:
         self.health = state
@@ -180,6 +190,8 @@ class JobBook:
         if self.running is job:
             self.running = None
         self.publish_status(job)
+        if job.deleted:
+            self.discard(job.id)
 
     def publish_status(self, job: Job, queue_position: Optional[int] = None) -> None:
         event = to_json(job.status(queue_position))

@@ -1,7 +1,8 @@
 """GET /openapi.json: the API described from the protocol dataclasses themselves (shared.protocol).
 
 Nothing here restates a field: schemas come from ``shared.fields.json_schema``, so the document
-cannot drift from what the server parses and sends.
+cannot drift from what the server parses and sends. It describes the server as configured: bearer
+security (and the 401 answers) only when a token is set.
 """
 
 from __future__ import annotations
@@ -63,17 +64,24 @@ def _json_body(schema: Dict[str, Any], description: str) -> Dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _errors(*statuses: int) -> Dict[str, Any]:
-    reasons = {
-        400: "The request broke the protocol; 'field' names the culprit.",
-        401: "A bearer token is required or wrong.",
-        404: "No such job or image.",
-        413: "The body is larger than %d bytes." % MAX_UPLOAD_BYTES,
-        415: "The body is not JSON.",
-        429: "The queue is full; try again later.",
-        503: "The model could not be loaded.",
-    }
-    out = {str(s): _json_body(_ref("ErrorResponse"), reasons[s]) for s in statuses}
+_REASONS = {
+    400: "The body breaks the schema; 'field' names the culprit.",
+    401: "A bearer token is required or wrong.",
+    404: "No such job or image.",
+    413: "The body is larger than %d bytes." % MAX_UPLOAD_BYTES,
+    415: "The body is not JSON.",
+    422: "The body fits the schema but cannot be used: an uploaded PNG that does not decode, images "
+    "of different sizes, more pixels than the model takes, a prior layer the model lacks.",
+    429: "The queue is full; try again later (see Retry-After).",
+    503: "The model could not be loaded, or the results folder cannot be written.",
+    507: "The results folder is full.",
+}
+
+
+def _errors(auth: bool, *statuses: int) -> Dict[str, Any]:
+    """The error answers of an operation: ``statuses``, 401 when a token is required, and 500."""
+    codes = sorted(set(statuses) | ({401} if auth else set()))
+    out = {str(s): _json_body(_ref("ErrorResponse"), _REASONS[s]) for s in codes}
     out["500"] = _json_body(_ref("ErrorResponse"), "Unexpected failure; the message carries a log id.")
     return out
 
@@ -109,8 +117,21 @@ _ID_PARAM = {
 }
 
 
-@functools.lru_cache(maxsize=1)
-def openapi_document() -> Dict[str, Any]:
+# What a client can do with the id of a job it created (tools such as schemathesis follow these);
+# the event stream is left out, as it lasts as long as the job.
+_JOB_LINKS = {
+    name: {"operationId": op, "parameters": {"id": "$response.body#/id"}}
+    for name, op in (
+        ("status", "getJob"),
+        ("cancel", "cancelJob"),
+        ("delete", "deleteJob"),
+    )
+}
+
+
+@functools.lru_cache(maxsize=2)
+def openapi_document(token_required: bool = False) -> Dict[str, Any]:
+    auth = token_required
     components: Dict[str, Any] = {}
     for cls in MESSAGES:
         components[cls.__name__] = json_schema(cls, components)
@@ -131,21 +152,28 @@ def openapi_document() -> Dict[str, Any]:
                 "Server and model state",
                 "getHealth",
                 {"200": _json_body(_ref("Health"), "Health.")},
-                security=[],
+                **({"security": []} if auth else {}),
             )
         },
         v + "/models": {
             "get": _op(
                 "Known models",
                 "listModels",
-                {"200": _json_body(_ref("ModelList"), "Models."), **_errors(401)},
+                {"200": _json_body(_ref("ModelList"), "Models."), **_errors(auth)},
             )
         },
         v + "/jobs": {
             "post": _op(
                 "Queue a generate or re-blend job",
                 "createJob",
-                {"202": _json_body(_ref("JobCreated"), "Queued."), **_errors(400, 401, 413, 415, 429, 503)},
+                {
+                    "202": {
+                        **_json_body(_ref("JobCreated"), "Queued."),
+                        "headers": {"Location": {"description": "The job's URL path.", "schema": {"type": "string"}}},
+                        "links": _JOB_LINKS,
+                    },
+                    **_errors(auth, 400, 413, 415, 422, 429, 503, 507),
+                },
                 requestBody={
                     "required": True,
                     "content": {"application/json": {"schema": job_request, "example": GENERATE_EXAMPLE}},
@@ -154,7 +182,7 @@ def openapi_document() -> Dict[str, Any]:
             "get": _op(
                 "Recent jobs, newest first",
                 "listJobs",
-                {"200": _json_body(_ref("JobList"), "Jobs."), **_errors(400, 401)},
+                {"200": _json_body(_ref("JobList"), "Jobs."), **_errors(auth, 400)},
                 parameters=[
                     {
                         "name": "limit",
@@ -170,14 +198,25 @@ def openapi_document() -> Dict[str, Any]:
             "get": _op(
                 "A job's status",
                 "getJob",
-                {"200": _json_body(_ref("JobStatus"), "Status."), **_errors(401, 404)},
+                {"200": _json_body(_ref("JobStatus"), "Status."), **_errors(auth, 404)},
             ),
             "delete": _op(
-                "Cancel a job (queued: removed; running: stops within one step)",
+                "Delete a job: its record, results and uploads; a queued or running job is cancelled "
+                "first. Afterwards the job and its images answer 404. To stop a job and keep its "
+                "record, POST .../cancel instead.",
+                "deleteJob",
+                {"204": {"description": "Deleted."}, **_errors(auth, 404)},
+            ),
+        },
+        v + "/jobs/{id}/cancel": {
+            "parameters": [_ID_PARAM],
+            "post": _op(
+                "Cancel a job and keep its record: a queued one ends at once, a running one within "
+                "one step (watch its events); a finished one is left as it is",
                 "cancelJob",
                 {
                     "200": _json_body(_ref("JobStatus"), "Status after the cancel request."),
-                    **_errors(401, 404),
+                    **_errors(auth, 404),
                 },
             ),
         },
@@ -201,7 +240,7 @@ def openapi_document() -> Dict[str, Any]:
                             }
                         },
                     },
-                    **_errors(401, 404),
+                    **_errors(auth, 404),
                 },
             ),
         },
@@ -223,12 +262,12 @@ def openapi_document() -> Dict[str, Any]:
                         "description": "PNG.",
                         "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
                     },
-                    **_errors(401, 404),
+                    **_errors(auth, 404),
                 },
             ),
         },
     }
-    return {
+    document: Dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "LayerFusion backend",
@@ -236,9 +275,9 @@ def openapi_document() -> Dict[str, Any]:
             "description": "Protocol version %s." % PROTOCOL_VERSION,
         },
         "paths": paths,
-        "components": {
-            "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-        },
-        "security": [{"bearer": []}],
+        "components": {"schemas": components},
     }
+    if auth:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        document["security"] = [{"bearer": []}]
+    return document

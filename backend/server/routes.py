@@ -79,6 +79,11 @@ async def cancel_job(request: web.Request) -> web.Response:
     return _json(request.app[SERVICE].cancel(_job(request)))
 
 
+async def delete_job(request: web.Request) -> web.Response:
+    request.app[SERVICE].delete(_job(request))
+    return web.Response(status=204)
+
+
 async def job_image(request: web.Request) -> web.StreamResponse:
     job = _job(request)
     name = request.match_info["name"]
@@ -129,7 +134,7 @@ async def _send(response: web.StreamResponse, name: str, data: Any) -> None:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
+    return web.json_response(openapi_document(bool(request.app[CONFIG].token)))
 
 
 def add_routes(app: web.Application) -> None:
@@ -139,7 +144,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(v + "/jobs", create_job)
     app.router.add_get(v + "/jobs", list_jobs)
     app.router.add_get(v + "/jobs/{id}", get_job)
-    app.router.add_delete(v + "/jobs/{id}", cancel_job)
+    app.router.add_delete(v + "/jobs/{id}", delete_job)
+    app.router.add_post(v + "/jobs/{id}/cancel", cancel_job)
     app.router.add_get(v + "/jobs/{id}/events", job_events)
     app.router.add_get(v + "/jobs/{id}/images/{name}.png", job_image)
     app.router.add_get("/openapi.json", openapi)

@@ -18,7 +18,7 @@ from backend.server.jobs import (
     interrupted,
     new_job_id,
 )
-from backend.server.store import ResultStore
+from backend.server.store import ResultStore, storage_error
 from backend.server.worker import Worker
 from shared.protocol import (
     Health,
@@ -51,7 +51,7 @@ class JobService:
         self.max_queue = max_queue
         self.max_queued_upload_bytes = max_queued_upload_bytes
         self.token_required = token_required
-        self.book = JobBook(loop)
+        self.book = JobBook(loop, discard=store.delete)
         self.worker = Worker(engine, store, self.book, previews=previews)
 
     def start(self) -> None:
@@ -107,7 +107,11 @@ class JobService:
             request=request,
             total=request.steps,
         )
-        self.store.write_record(job.id, job.record())
+        try:
+            self.store.write_record(job.id, job.record())
+        except OSError as err:
+            self.store.delete(job.id)
+            raise storage_error(err, self.store.root) from None
         self.book.add(job)
         self.worker.enqueue(job)
         return job
@@ -129,10 +133,22 @@ class JobService:
         if self.worker.withdraw(job):
             # Still waiting: it never reaches the engine. Record it, then tell the listeners.
             outcome = ended(job, JobState.cancelled)
-            self.store.write_record(job.id, job.record(outcome))
+            try:
+                self.store.write_record(job.id, job.record(outcome))
+            except OSError as err:
+                log.warning("job %s: could not record its cancel: %s", job.id, err)
             self.book.finish(job, outcome)
         # A running job stops at the engine's next step; its listeners hear 'cancelled' then.
         return self.status(job)
+
+    def delete(self, job: Job) -> None:
+        """Forgets a job and removes its files; one still queued or running is cancelled first."""
+        self.book.forget(job)
+        if job.state.final:
+            self.store.delete(job.id)
+            return
+        job.deleted = True
+        self.cancel(job)  # a queued job ends here (and goes); a running one at its next step
 
     def health(self) -> Health:
         busy = 1 if self.worker.busy() else 0

@@ -7,17 +7,20 @@ name and renamed, so a crash never leaves a half-written PNG or record behind a 
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import logging
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Dict, Iterator, Mapping, Optional
 
 from PIL import Image
 
+from shared.fields import ProtocolError
 from shared.protocol import IMAGE_NAMES
 
 log = logging.getLogger(__name__)
@@ -29,8 +32,41 @@ _JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 PNG_COMPRESS_LEVEL = 3
 
 
+_FULL = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 def is_job_id(text: str) -> bool:
     return bool(_JOB_ID.match(text))
+
+
+class StorageError(ProtocolError):
+    """The results folder would not take a write: the server's trouble, said plainly (507 when it is
+    full, 503 when it cannot be written), never the client's."""
+
+    def __init__(self, code: str, message: str, status: int) -> None:
+        super().__init__(code, message)
+        self.status = status
+
+
+def storage_error(err: OSError, root: Path) -> StorageError:
+    if err.errno in _FULL:
+        return StorageError(
+            "disk_full",
+            "the results folder %s is full: free some space there, or start the backend with "
+            "--output-dir on another disk" % root,
+            507,
+        )
+    if err.errno in _READ_ONLY:
+        return StorageError(
+            "output_not_writable",
+            "the results folder %s cannot be written (%s): fix its permissions, or start the backend "
+            "with another --output-dir" % (root, err.strerror or err),
+            503,
+        )
+    return StorageError(
+        "storage_error", "writing to the results folder %s failed: %s" % (root, err.strerror or err), 503
+    )
 
 
 class ResultStore:
@@ -63,6 +99,15 @@ class ResultStore:
     def write_input(self, job_id: str, name: str, png: bytes) -> None:
         """Keeps an uploaded PNG as it came, so a re-blend can be reproduced from its folder."""
         self._write_atomic(self.job_dir(job_id) / ("input-%s.png" % name), png)
+
+    def remove_images(self, job_id: str) -> None:
+        """Drops a job's result PNGs: a job that could not be finished on disk keeps none of them."""
+        for name in IMAGE_NAMES:
+            _unlink_quietly(str(self.job_dir(job_id) / (name + ".png")))
+
+    def delete(self, job_id: str) -> None:
+        """Removes a job's folder: its record, results and inputs."""
+        shutil.rmtree(self.job_dir(job_id), ignore_errors=True)
 
     def image_file(self, job_id: str, name: str) -> Optional[Path]:
         if name not in IMAGE_NAMES or not is_job_id(job_id):

@@ -13,13 +13,14 @@ import threading
 import time
 import uuid
 from collections import deque
-from typing import Deque, List, Optional
+from typing import Deque, Dict, List, Optional, Tuple
 
 from PIL import Image
 
-from backend.pipeline.engine import Engine, JobCancelled, JobResult, StepUpdate
+from backend.pipeline.engine import Engine, JobCancelled, StepUpdate
+from backend.pipeline.faults import is_out_of_memory, out_of_memory_message, release_memory
 from backend.server.jobs import Job, JobBook, Outcome, ended, interrupted
-from backend.server.store import ResultStore
+from backend.server.store import ResultStore, storage_error
 from shared.fields import ProtocolError
 from shared.protocol import ErrorInfo, JobState, ReblendRequest, ServerState
 
@@ -103,11 +104,12 @@ class Worker:
                 job = self._pending.popleft()
                 self._current = job
             try:
+                images: Dict[str, Image.Image] = {}
                 if load_error is not None:
                     outcome = self._failed(job, ErrorInfo(code="model_error", message=load_error))
                 else:
-                    outcome = self._run(job)
-                self._record(job, outcome)
+                    outcome, images = self._run(job)
+                outcome = self._keep(job, outcome, images)
             except Exception:
                 # Never let one job take the worker down: the next jobs must still run.
                 error_id = uuid.uuid4().hex[:12]
@@ -133,14 +135,18 @@ class Worker:
         self.book.post(self.book.set_health, ServerState.ready, None)
         return None
 
-    def _run(self, job: Job) -> Outcome:
+    def _run(self, job: Job) -> Tuple[Outcome, Dict[str, Image.Image]]:
+        """Runs the job: how it ended, and the images to keep when it is done."""
         if job.cancel.is_set() or job.request is None:
-            return ended(job, JobState.cancelled)
+            return ended(job, JobState.cancelled), {}
         self.book.post(self.book.started, job)
         if isinstance(job.request, ReblendRequest):
-            for name in ("foreground", "background"):
-                payload = getattr(job.request, name + "_png")
-                self.store.write_input(job.id, name, base64.b64decode(payload))
+            try:
+                for name in ("foreground", "background"):
+                    payload = getattr(job.request, name + "_png")
+                    self.store.write_input(job.id, name, base64.b64decode(payload))
+            except OSError as err:
+                return self._storage_failed(job, err), {}
 
         def on_step(update: StepUpdate) -> None:
             preview = encode_preview(update.preview) if update.preview is not None else None
@@ -151,28 +157,47 @@ class Worker:
                 job.request, on_step=on_step, cancelled=job.cancel.is_set, preview=self.previews
             )
         except JobCancelled:
-            return interrupted(job) if self._stopping else ended(job, JobState.cancelled)
+            return (interrupted(job) if self._stopping else ended(job, JobState.cancelled)), {}
         except ProtocolError as err:
-            return self._failed(job, ErrorInfo(code=err.code, message=err.message, field=err.field))
+            return self._failed(job, ErrorInfo(code=err.code, message=err.message, field=err.field)), {}
         except Exception as err:
+            if is_out_of_memory(err):
+                release_memory()
+                log.warning("job %s ran out of memory: %s", job.id, _short(err))
+                width, height = job.request.size
+                message = out_of_memory_message(self.engine.device_description, width, height)
+                return self._failed(job, ErrorInfo(code="out_of_memory", message=message)), {}
             error_id = uuid.uuid4().hex[:12]
             log.exception("error %s: job %s failed", error_id, job.id)
             message = "%s: %s (error id %s)" % (type(err).__name__, _short(err), error_id)
-            return self._failed(job, ErrorInfo(code="job_failed", message=message))
-        return self._done(job, result)
-
-    def _done(self, job: Job, result: JobResult) -> Outcome:
-        # The PNGs and the record go to disk before anyone hears "done".
-        names = self.store.write_images(job.id, result.images)
+            return self._failed(job, ErrorInfo(code="job_failed", message=message)), {}
         params = dict(job.params)
         params.update(result.params)
-        return Outcome(state=JobState.done, finished=time.time(), params=params, images=names)
+        return Outcome(state=JobState.done, finished=time.time(), params=params), result.images
+
+    def _keep(self, job: Job, outcome: Outcome, images: Dict[str, Image.Image]) -> Outcome:
+        """Puts the job on disk as it ended, PNGs first, before anyone hears of it. A write that
+        fails leaves none of the job's results behind and fails the job with the folder's reason."""
+        try:
+            if images:
+                outcome.images = self.store.write_images(job.id, images)
+            self.store.write_record(job.id, job.record(outcome))
+        except OSError as err:
+            self.store.remove_images(job.id)
+            outcome = self._storage_failed(job, err)
+            try:
+                self.store.write_record(job.id, job.record(outcome))
+            except OSError:
+                pass  # the record written at submission stays; a restart reports the job interrupted
+        return outcome
+
+    def _storage_failed(self, job: Job, err: OSError) -> Outcome:
+        failure = storage_error(err, self.store.root)
+        log.error("job %s could not be saved: %s [%s]", job.id, failure.message, err)
+        return self._failed(job, ErrorInfo(code=failure.code, message=failure.message))
 
     def _failed(self, job: Job, error: ErrorInfo) -> Outcome:
         return Outcome(state=JobState.failed, finished=time.time(), params=job.params, error=error)
-
-    def _record(self, job: Job, outcome: Outcome) -> None:
-        self.store.write_record(job.id, job.record(outcome))
 
 
 def _short(err: BaseException, limit: int = 300) -> str:

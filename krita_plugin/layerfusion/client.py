@@ -103,9 +103,6 @@ class Api(QObject):
         data = QByteArray(json.dumps(body).encode("utf-8"))
         return self._watch(self.nam.post(req, data), done, IMAGE_TIMEOUT_MS)
 
-    def delete(self, path: str, done: Callable[[HttpResult], None]) -> Any:
-        return self._watch(self.nam.deleteResource(self.request(path)), done, SHORT_TIMEOUT_MS)
-
     def _watch(self, reply: Any, done: Callable[[HttpResult], None], timeout_ms: int) -> Any:
         # One sweeping timer owned by the Api rather than a QTimer per reply: a Python slot on a
         # timer parented to a reply crashed Krita 5.1's Python (3.11, Debian PyQt 5.15.9) when it
@@ -240,7 +237,7 @@ class JobRun(QObject):
             return
         self._cancel_wanted = True
         if self.job_id:
-            self.api.delete(protocol.job_path(self.job_id), self._cancel_answer)
+            self.api.post_json(protocol.cancel_path(self.job_id), {}, self._cancel_answer)
         # else: sent as soon as POST returns the id
 
     def _cancel_answer(self, result: HttpResult) -> None:
@@ -259,7 +256,7 @@ class JobRun(QObject):
         self.job_id = created.id
         self.state_changed.emit(created.state.value)
         if self._cancel_wanted:
-            self.api.delete(protocol.job_path(self.job_id), self._cancel_answer)
+            self.api.post_json(protocol.cancel_path(self.job_id), {}, self._cancel_answer)
         self._open_stream()
 
     def _open_stream(self) -> None:

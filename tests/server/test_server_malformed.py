@@ -52,12 +52,14 @@ def _reblend(**overrides: Any) -> Dict[str, Any]:
     return {k: v for k, v in body.items() if v is not None}
 
 
-# (label, raw body or JSON object, expected status, expected error field or None)
+# (label, raw body or JSON object, expected status, expected error field or None): 400 where the body
+# breaks the schema, 422 where it fits the schema but cannot be used.
 CASES: List[Tuple[str, Any, int, Optional[str]]] = [
     ("bad json", b'{"kind": ', 400, None),
     ("not utf-8", b"\xff\xfe{}", 400, None),
     ("array body", b"[1, 2]", 400, None),
     ("no kind", {"width": 64}, 400, "kind"),
+    ("no kind, reblend fields", {k: v for k, v in _reblend().items() if k != "kind"}, 400, "kind"),
     ("unknown kind", {"kind": "paint"}, 400, "kind"),
     (
         "missing prompt",
@@ -83,24 +85,24 @@ CASES: List[Tuple[str, Any, int, Optional[str]]] = [
     ("bad blend", generate_body(blend="mix"), 400, "blend"),
     ("bad option", generate_body(options={"boundary": 2}), 400, "options.boundary"),
     ("huge width", generate_body(width=100000, height=64), 400, "width"),
-    ("too many pixels", generate_body(width=4096, height=4096), 400, "width"),
+    ("too many pixels", generate_body(width=4096, height=4096), 422, "width"),
     ("not multiple of 8", generate_body(width=68), 400, "width"),
     ("missing png", _reblend(foreground_png=None), 400, "foreground_png"),
-    ("png not base64", _reblend(foreground_png="not base64!!"), 400, "foreground_png"),
+    ("png not base64", _reblend(foreground_png="not base64!!"), 422, "foreground_png"),
     (
         "png not a png",
         _reblend(background_png=base64.b64encode(b"GIF89a" + b"\0" * 40).decode()),
-        400,
+        422,
         "background_png",
     ),
-    ("corrupt png", _reblend(foreground_png=_truncated_png()), 400, "foreground_png"),
-    ("foreground rgb", _reblend(foreground_png=_png("RGB")), 400, "foreground_png"),
-    ("background grey", _reblend(background_png=_png("L")), 400, "background_png"),
-    ("size mismatch", _reblend(background_png=_png("RGB", (64, 128))), 400, "foreground_png"),
+    ("corrupt png", _reblend(foreground_png=_truncated_png()), 422, "foreground_png"),
+    ("foreground rgb", _reblend(foreground_png=_png("RGB")), 422, "foreground_png"),
+    ("background grey", _reblend(background_png=_png("L")), 422, "background_png"),
+    ("size mismatch", _reblend(background_png=_png("RGB", (64, 128))), 422, "foreground_png"),
     (
         "huge png header",
         _reblend(foreground_png=_header_only_png(100000, 64), background_png=_header_only_png(100000, 64)),
-        400,
+        422,
         "foreground_png",
     ),
     ("strength zero", _reblend(strength=0), 400, "strength"),
@@ -175,12 +177,12 @@ async def _fill_queue(output: Path) -> Dict[str, Any]:
             "health": await (await client.get("/v1/health")).json(),
         }
         second_id = (await second.json())["id"]
-        await client.delete("/v1/jobs/" + second_id)
+        await client.post("/v1/jobs/%s/cancel" % second_id)
         after_cancel = await client.post(
             "/v1/jobs", data=json.dumps(generate_body(seed=2)).encode(), headers=JSON
         )
         out["after_cancel"] = after_cancel.status
-        await client.delete("/v1/jobs/" + first["id"])
+        await client.post("/v1/jobs/%s/cancel" % first["id"])
         return out
 
 
@@ -215,7 +217,7 @@ async def _upload_budget(output: Path) -> Dict[str, Any]:
             "generate": generate.status,
         }
         for job in (await (await client.get("/v1/jobs")).json())["jobs"]:
-            await client.delete("/v1/jobs/" + job["id"])
+            await client.post("/v1/jobs/%s/cancel" % job["id"])
         return out
 
 

@@ -12,8 +12,8 @@ from shared.fields import ProtocolError, json_schema, parse, to_json
 from shared.png import png_info
 from shared.protocol import (
     GenerateRequest,
-    JobStatus,
     JobState,
+    JobStatus,
     MaskSource,
     ReblendRequest,
     compose_blend_prompt,
@@ -52,7 +52,7 @@ def test_generate_defaults_and_round_trip() -> None:
     [
         ({"foreground_prompt": "   "}, "foreground_prompt", "invalid_field"),
         ({"background_prompt": ""}, "background_prompt", "invalid_field"),
-        ({"width": 500}, "width", "invalid_size"),
+        ({"width": 500}, "width", "invalid_field"),
         ({"height": 8}, "height", "invalid_field"),
         ({"width": 4096, "height": 8192}, "height", "invalid_field"),
         ({"width": 4096, "height": 4096}, "width", "invalid_size"),
@@ -75,6 +75,24 @@ def test_generate_errors_name_the_field(change: dict, field: str, code: str) -> 
         parse_job_request({**GOOD, **change})
     assert (err.value.field, err.value.code) == (field, code)
     assert field.split(".")[-1] in err.value.message
+    # What the schema can say is a 400; only the pixel budget (no JSON Schema for a product) is 422.
+    assert err.value.status == (422 if code == "invalid_size" else 400)
+
+
+def test_an_integral_float_is_an_integer() -> None:
+    """JSON Schema's "integer" takes 25.0, so the parser must too (25.5 stays refused, above)."""
+    req = parse_job_request({**GOOD, "steps": 25.0, "width": 512.0})
+    assert (req.steps, req.width) == (25, 512) and type(req.steps) is int
+
+
+def test_kind_is_required_and_fixed_per_request() -> None:
+    no_kind = {k: v for k, v in GOOD.items() if k != "kind"}
+    with pytest.raises(ProtocolError) as err:
+        parse(GenerateRequest, no_kind)
+    assert (err.value.field, err.value.code, err.value.status) == ("kind", "missing_field", 400)
+    with pytest.raises(ProtocolError) as err:
+        parse(GenerateRequest, {**GOOD, "kind": "reblend"})
+    assert (err.value.field, err.value.code) == ("kind", "invalid_field")
 
 
 def test_missing_fields_and_kinds() -> None:
@@ -137,7 +155,9 @@ def test_png_info_reads_real_pngs_and_refuses_corrupt_headers() -> None:
 def test_schema_matches_the_dataclasses() -> None:
     refs: dict = {}
     schema = json_schema(GenerateRequest, refs)
-    assert set(schema["required"]) == {"foreground_prompt", "background_prompt", "width", "height"}
+    assert set(schema["required"]) == {"foreground_prompt", "background_prompt", "width", "height", "kind"}
+    assert schema["properties"]["kind"] == {"const": "generate", "description": "Always 'generate'."}
+    assert schema["properties"]["width"]["multipleOf"] == 8
     assert schema["properties"]["steps"] == {"type": "integer", "description": "Denoising steps.",
                                              "minimum": 1, "maximum": 200, "default": 25}
     assert schema["properties"]["options"] == {"$ref": "#/components/schemas/MethodOptions", "description": "Method options."}

@@ -53,8 +53,13 @@ class Api:
         return data["id"]
 
     async def cancel(self, job_id: str) -> Dict[str, Any]:
-        async with self.session.delete(self.url + "/v1/jobs/" + job_id, headers=self.headers) as response:
+        url = self.url + "/v1/jobs/%s/cancel" % job_id
+        async with self.session.post(url, headers=self.headers) as response:
             return await self._json(response, 200)
+
+    async def delete(self, job_id: str) -> None:
+        async with self.session.delete(self.url + "/v1/jobs/" + job_id, headers=self.headers) as response:
+            assert response.status == 204, await response.text()
 
     async def status(self, job_id: str) -> Dict[str, Any]:
         return await self.get_json("/v1/jobs/" + job_id)
