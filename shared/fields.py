@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 import re
 import sys
 import typing
@@ -55,12 +56,14 @@ def spec(
     pattern: Optional[str] = None,
     nonblank: bool = False,
     multiple_of: Optional[int] = None,
+    allow_inf: bool = False,
     const: bool = False,
     default_factory: Any = dataclasses.MISSING,
     write_only: bool = False,
 ) -> Any:
     """A dataclass field with the validation rules and documentation of one message field.
 
+    ``allow_inf``: a number field that also takes the string "inf" (JSON has no infinity).
     ``const``: the field must be present and equal to its default (a discriminator such as ``kind``);
     the default only saves the sender from spelling it out in code."""
     meta = {
@@ -74,6 +77,7 @@ def spec(
         "pattern": r"\S" if nonblank else pattern,
         "nonblank": nonblank,
         "multiple_of": multiple_of,
+        "allow_inf": allow_inf,
         "const": const,
         "write_only": write_only,
     }
@@ -139,8 +143,12 @@ def _check_value(value: Any, tp: Any, meta: Dict[str, Any], path: str) -> Any:
         _check_range(value, meta, path)
         return value
     if tp is float:
+        if meta.get("allow_inf") and value == "inf":
+            return math.inf
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ProtocolError("invalid_field", "'%s' must be a number" % path, path)
+            raise ProtocolError(
+                "invalid_field", "'%s' must be a number%s" % (path, ' or "inf"' if meta.get("allow_inf") else ""), path
+            )
         if value != value or value in (float("inf"), float("-inf")):
             raise ProtocolError("invalid_field", "'%s' must be a finite number" % path, path)
         _check_range(value, meta, path)
@@ -197,7 +205,14 @@ def _check_length(value: str, meta: Dict[str, Any], path: str) -> None:
 def _parse_object(cls: Type[T], data: Dict[str, Any], prefix: str = "") -> T:
     hints = _hints(cls)
     known = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    renamed: Dict[str, str] = getattr(cls, "RENAMED", {})
     for key in data:
+        if key in renamed:
+            raise ProtocolError(
+                "renamed_field",
+                "'%s%s' is gone: use '%s%s' (%s)" % (prefix, key, prefix, renamed[key], known[renamed[key]].metadata["doc"]),
+                prefix + key,
+            )
         if key not in known:
             raise ProtocolError("unknown_field", "unknown field '%s%s'" % (prefix, key), prefix + key)
     values = {}
@@ -240,6 +255,8 @@ def to_json(obj: Any) -> Any:
         return out
     if isinstance(obj, enum.Enum):
         return obj.value
+    if isinstance(obj, float) and math.isinf(obj):
+        return "inf" if obj > 0 else "-inf"
     if isinstance(obj, dict):
         return {str(k): to_json(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -270,6 +287,11 @@ def json_schema(cls: type, refs: Dict[str, Any]) -> Dict[str, Any]:
                 schema[name] = meta[key]
         if meta.get("const"):
             schema = {"const": to_json(f.default), "description": schema.get("description", "")}
+        elif meta.get("allow_inf"):
+            number = {k: v for k, v in schema.items() if k != "description"}
+            schema = {"anyOf": [number, {"const": "inf"}], "description": schema.get("description", "")}
+            if f.default is not dataclasses.MISSING:
+                schema["default"] = to_json(f.default)
         elif f.default is not dataclasses.MISSING and f.default is not None:
             schema["default"] = to_json(f.default)
         props[f.name] = schema

@@ -30,7 +30,12 @@ SIZE_MULTIPLE = 8
 MAX_STEPS = 200
 MAX_SEED = 2**32 - 1
 MAX_UPLOAD_BYTES = 96 * 1024 * 1024
-IMAGE_NAMES = ("foreground", "background", "blend")
+LAYER_NAMES = ("foreground", "background", "blend")
+# What the method saw, kept with every generation as greyscale PNGs at image size.
+MAP_NAMES = ("structure_prior", "content_prior", "content_prior_mean", "mask_soft", "mask_hard")
+IMAGE_NAMES = LAYER_NAMES + MAP_NAMES
+# The team's reading of "clearly sharp" (METHOD.md 1.5, 5) until calibrated on real SDXL.
+DEFAULT_BOUNDARY_COEFFICIENT = 16.0
 
 
 class JobKind(str, enum.Enum):
@@ -79,6 +84,16 @@ class AttentionBlend(str, enum.Enum):
     joint_softmax = "joint_softmax"  # one softmax over FG and BG keys with mask logit biases
 
 
+class ContentPrior(str, enum.Enum):
+    layerwise = "layerwise"  # each blended layer's own cross-attention (the paper's c_l)
+    prior_block = "prior_block"  # one map from the prior block at the prior step, for every layer
+
+
+class Interaction(str, enum.Enum):
+    fused = "fused"  # the method: three branches denoised together, every blend mode
+    independent = "independent"  # baseline: foreground and background alone, no blend branch
+
+
 class Sampler(str, enum.Enum):
     euler = "euler"
     dpmpp_2m_karras = "dpmpp_2m_karras"
@@ -88,13 +103,23 @@ class Sampler(str, enum.Enum):
 class MethodOptions:
     """LayerFusion's knobs. The defaults are the team's (METHOD.md section 5)."""
 
+    # Fields that were replaced: a request that still sends one is told what to send instead.
+    RENAMED = {"boundary": "threshold", "softness": "boundary_coefficient"}
+
     mask_source: MaskSource = spec(MaskSource.product, doc="Which generative prior(s) build the mask.")
-    boundary: float = spec(0.5, minimum=0.0, maximum=1.0, doc="Mask threshold tau on the combined prior.")
-    softness: float = spec(
-        0.5,
-        minimum=0.0,
-        maximum=1.0,
-        doc="Soft decision boundary coefficient kappa: half-width of the soft mask's ramp; 0 = hard.",
+    threshold: float = spec(0.5, minimum=0.0, maximum=1.0, doc="Mask threshold tau on the combined prior.")
+    boundary_coefficient: float = spec(
+        DEFAULT_BOUNDARY_COEFFICIENT,
+        exclusive_minimum=0.0,
+        allow_inf=True,
+        doc="Soft decision boundary coefficient k: hard mask = sigmoid(k (x - tau)); higher = sharper, "
+        "lower leaks into the foreground; \"inf\" = a step.",
+    )
+    content_prior: ContentPrior = spec(
+        ContentPrior.layerwise, doc="Content-confidence prior per blended layer, or one from the prior block."
+    )
+    interaction: Interaction = spec(
+        Interaction.fused, doc="fused: the method; independent: two plain branches, no blend (a baseline)."
     )
     prior_mode: PriorMode = spec(PriorMode.restart, doc="How the priors are extracted.")
     prior_timestep: float = spec(
@@ -141,6 +166,13 @@ class GenerateRequest:
 
     def check(self, prefix: str = "") -> None:
         check_size(self.width, self.height, prefix)
+        if self.options.interaction is Interaction.independent and self.blend is BlendMode.generative:
+            raise Unprocessable(
+                "invalid_field",
+                "options.interaction 'independent' runs no blend branch: ask for blend 'alpha' or 'none', "
+                "or interaction 'fused'",
+                prefix + "options.interaction",
+            )
 
     @property
     def size(self) -> "tuple[int, int]":
@@ -173,6 +205,11 @@ class ReblendRequest:
     options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
 
     def check(self, prefix: str = "") -> None:
+        if self.options.interaction is not Interaction.fused:
+            raise Unprocessable(
+                "invalid_field", "a re-blend always fuses its branches: leave options.interaction 'fused'",
+                prefix + "options.interaction",
+            )
         fg = decode_png_field(self.foreground_png, prefix + "foreground_png")
         bg = decode_png_field(self.background_png, prefix + "background_png")
         if not fg.has_alpha:

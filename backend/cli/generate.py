@@ -10,7 +10,8 @@ from typing import Any
 
 from backend.cli.model_options import add_model_arguments, load_options
 from shared.fields import ProtocolError
-from shared.protocol import (AttentionBlend, BlendMode, MaskSource, PriorMode, Sampler, parse_job_request)
+from shared.protocol import (AttentionBlend, BlendMode, ContentPrior, Interaction, MaskSource, PriorMode, Sampler,
+                             parse_job_request)
 
 LAYER_NAMES = {"blend": "Blend", "foreground": "Foreground", "background": "Background"}
 
@@ -44,8 +45,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser, default_model="tiny")
     method = parser.add_argument_group("method options")
     method.add_argument("--mask-source", choices=[m.value for m in MaskSource])
-    method.add_argument("--boundary", type=float, help="mask threshold tau")
-    method.add_argument("--softness", type=float, help="soft decision boundary coefficient kappa")
+    method.add_argument("--threshold", type=float, help="mask threshold tau in [0, 1] (default 0.5)")
+    method.add_argument("--boundary-coefficient", type=_coefficient, metavar="K",
+                        help="soft decision boundary k > 0, higher = sharper; 'inf' = a step (default 16)")
+    method.add_argument("--content-prior", choices=[m.value for m in ContentPrior],
+                        help="layerwise (the paper's c_l, default) or prior_block")
+    method.add_argument("--interaction", choices=[m.value for m in Interaction],
+                        help="fused (the method, default) or independent (two plain branches, a baseline)")
     method.add_argument("--prior-mode", choices=[m.value for m in PriorMode])
     method.add_argument("--prior-layer", help="transformer block giving the priors")
     method.add_argument("--attention-blend", choices=[m.value for m in AttentionBlend])
@@ -54,8 +60,15 @@ def _common(parser: argparse.ArgumentParser) -> None:
                         help="8-way median in the transparent decoder (default: on GPU only)")
 
 
+def _coefficient(text: str) -> Any:
+    # Kept as the wire form ("inf" or a number) so the protocol's own check names a bad value.
+    return "inf" if text.strip().lower() in ("inf", "infinity") else float(text)
+
+
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    names = {"mask_source": "mask_source", "boundary": "boundary", "softness": "softness",
+    names = {"mask_source": "mask_source", "threshold": "threshold",
+             "boundary_coefficient": "boundary_coefficient", "content_prior": "content_prior",
+             "interaction": "interaction",
              "prior_mode": "prior_mode", "prior_layer": "prior_layer", "attention_blend": "attention_blend",
              "sampler": "sampler", "tta": "transparent_tta"}
     return {key: getattr(args, arg) for arg, key in names.items() if getattr(args, arg) is not None}

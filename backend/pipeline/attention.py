@@ -4,9 +4,11 @@ Installed on every attention module for the duration of a pipeline call. Per bat
 reads a shared ``FusionState`` that says which rows are which branch, and:
 - adds LayerDiffuse's transparent-attention offsets (low rank) to the foreground rows only, so one
   UNet serves the foreground and the plain branches (no second UNet in memory);
-- at the prior layer, when armed, records head-averaged attention probabilities of the conditional
-  foreground row (self-attention -> structure prior, cross-attention -> content prior);
-- in self-attention, when masks are set, blends the blend rows per ``blending``.
+- at the prior layer, when armed, records the head-averaged self-attention probabilities of the
+  conditional foreground row (-> structure prior);
+- in every cross-attention, when a content row is set, records that row's head-averaged probability
+  on the prompt's EOS token (-> the layer-wise content prior c_l of that block);
+- in self-attention, when masks are set, blends the blend rows with that block's masks.
 """
 from __future__ import annotations
 
@@ -18,8 +20,14 @@ import torch
 from torch import nn
 
 from backend.models.lowrank import LowRankDelta
-from backend.pipeline.blending import BlendGroup, attention, attention_probabilities, blended_self_attention
-from backend.pipeline.masks import MaskSet
+from backend.pipeline.blending import (
+    BlendGroup,
+    attention,
+    attention_probabilities,
+    blended_self_attention,
+    eos_probabilities,
+)
+from backend.pipeline.masks import LayerwiseMasks, MaskSet
 from shared.protocol import AttentionBlend
 
 PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -33,26 +41,26 @@ class RowLayout:
     delta_rows: tuple[int, ...] = ()  # rows that get the transparent-attention offsets
     groups: tuple[BlendGroup, ...] = ()  # blend triples, one per guidance half
     prior_row: int | None = None  # the conditional foreground row, read by the prior capture
+    content_row: int | None = None  # the conditional foreground row whose attn2 gives c_l
 
 
 @dataclass
 class PriorCapture:
-    """Attention probabilities recorded at the prior block during one armed UNet call."""
+    """What one armed UNet call (the prior step) records: the prior block's self-attention
+    probabilities and, in ``FusionState.content``, every block's EOS probabilities."""
 
     block: str
     armed: bool = False
     self_probs: torch.Tensor | None = None  # [M, M], heads averaged
-    cross_probs: torch.Tensor | None = None  # [M, T], heads averaged
-
-    @property
-    def complete(self) -> bool:
-        return self.self_probs is not None and self.cross_probs is not None
 
 
 @dataclass
 class FusionState:
     layout: RowLayout | None = None
-    masks: MaskSet | None = None
+    masks: MaskSet | LayerwiseMasks | None = None
+    # block -> EOS probability per token of the content row's cross-attention, written by attn2.
+    content: dict[str, torch.Tensor] | None = None
+    eos: int = 0
     variant: AttentionBlend = AttentionBlend.shared
     foreground_update: bool = True
     capture: PriorCapture | None = None
@@ -116,17 +124,17 @@ class LayerFusionAttnProcessor:
             k = attn.norm_k(k)
 
         capture = state.capture
-        if capture is not None and capture.armed and self.block == capture.block and layout.prior_row is not None:
-            probs = attention_probabilities(q[layout.prior_row], k[layout.prior_row], attn.scale)
-            if self.is_self:
-                capture.self_probs = probs
-            else:
-                capture.cross_probs = probs
+        if (self.is_self and capture is not None and capture.armed and self.block == capture.block
+                and layout.prior_row is not None):
+            capture.self_probs = attention_probabilities(q[layout.prior_row], k[layout.prior_row], attn.scale)
+        if not self.is_self and state.content is not None and layout.content_row is not None:
+            row = layout.content_row
+            state.content[self.block] = eos_probabilities(q[row], k[row], attn.scale, state.eos)
 
         if self.is_self and state.masks is not None and layout.groups:
             if attention_mask is not None:
                 raise ValueError("LayerFusion blending does not support attention masks in self-attention")
-            soft, hard = state.masks.for_tokens(q.shape[2], q.device, q.dtype)
+            soft, hard = state.masks.for_layer(self.block, q.shape[2], q.device, q.dtype)
             out = blended_self_attention(q, k, v, layout.groups, soft, hard, scale=attn.scale,
                                          variant=state.variant, foreground_update=state.foreground_update,
                                          chunk=state.chunk)
@@ -150,7 +158,7 @@ class LayerFusionAttnProcessor:
 def module_deltas(unet: nn.Module, delta: LowRankDelta) -> dict[str, RowDelta]:
     """Split the UNet-wide offsets per attention module (``...attn1`` -> its projections)."""
     per_module: dict[str, RowDelta] = {}
-    for name, module in unet.named_modules():
+    for name, _ in unet.named_modules():
         if name.endswith((".attn1", ".attn2")):
             factors = {p: delta.factors[f"{name}.{p}"] for p in PROJECTIONS if f"{name}.{p}" in delta.factors}
             per_module[name] = RowDelta(factors, delta.scale)

@@ -52,6 +52,13 @@ def attention_probabilities(q: torch.Tensor, k: torch.Tensor, scale: float) -> t
     return total / q.shape[0]
 
 
+def eos_probabilities(q: torch.Tensor, k: torch.Tensor, scale: float, eos: int) -> torch.Tensor:
+    """Head-averaged cross-attention probability of each image token on the text token ``eos``
+    ([heads, N, d] x [heads, T, d] -> [N]): one row's content-confidence prior (METHOD.md 1.4)."""
+    logits = (q.float() @ k.float().transpose(-1, -2)) * scale
+    return torch.softmax(logits, dim=-1)[..., eos].mean(dim=0)
+
+
 def _per_query(mask: torch.Tensor) -> torch.Tensor:
     return mask.reshape(1, -1, 1)  # broadcast over heads and channels of one row
 

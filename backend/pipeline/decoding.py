@@ -87,3 +87,10 @@ def alpha_over(foreground: np.ndarray, background: np.ndarray) -> np.ndarray:
     a = foreground[..., 3:4].astype(np.uint32)
     mixed = foreground[..., :3].astype(np.uint32) * a + background[..., :3].astype(np.uint32) * (255 - a)
     return ((mixed + 127) // 255).astype(np.uint8)
+
+
+def map_image(values: torch.Tensor, size: "tuple[int, int]", *, nearest: bool = False) -> Image.Image:
+    """A [h, w] map in [0, 1] as a greyscale image of ``size`` (width, height): bilinear for
+    continuous maps, nearest for a mask whose edges should stay where the layers saw them."""
+    grey = Image.fromarray((values.float().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8), "L")
+    return grey.resize(size, Image.Resampling.NEAREST if nearest else Image.Resampling.BILINEAR)

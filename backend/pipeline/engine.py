@@ -177,6 +177,8 @@ class Engine:
                         height=request.height, width=request.width, blend=request.blend,
                         transparent_tta=tta, **common)
         images = {"foreground": decoding.to_image(out.foreground), "background": decoding.to_image(out.background)}
+        for name, values in out.maps.items():
+            images[name] = decoding.map_image(values, (request.width, request.height), nearest=name == "mask_hard")
         if request.blend is BlendMode.generative:
             images["blend"] = decoding.to_image(out.blend)
         elif request.blend is BlendMode.alpha:

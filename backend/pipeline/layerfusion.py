@@ -3,7 +3,9 @@
 ``__call__`` generates a triplet (METHOD.md 1.2-1.7): a restart prior pass on the foreground branch to
 the step nearest 0.8 T reads the priors, the masks are built from them, and the foreground (with
 LayerDiffuse's offsets), background and blend branches then denoise together from the same noise,
-six rows per UNet call with guidance. ``reblend`` re-harmonises an edited pair of layers.
+six rows per UNet call with guidance. Every blend mode runs these fused branches (alpha and none only
+differ in what is returned); ``interaction=independent`` is the two-branch baseline without a blend
+branch. ``reblend`` re-harmonises an edited pair of layers.
 """
 from __future__ import annotations
 
@@ -11,21 +13,30 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
-from diffusers import StableDiffusionXLPipeline
+
+# The defining module, not the package: mypy reads ``diffusers/__init__``'s dummy stand-in otherwise.
+from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
 from backend.models.bundle import ModelBundle
 from backend.models.lowrank import LowRankDelta
 from backend.pipeline import conditioning, decoding
 from backend.pipeline.attention import (
-    FusionState, PriorCapture, RowLayout, check_prior_block, default_prior_block, fusion_processors,
-    module_deltas)
+    FusionState,
+    PriorCapture,
+    RowDelta,
+    RowLayout,
+    check_prior_block,
+    default_prior_block,
+    fusion_processors,
+    module_deltas,
+)
 from backend.pipeline.blending import BlendGroup
-from backend.pipeline.masks import MaskSet, token_grid
-from backend.pipeline.priors import combine_priors, content_prior, eos_position, minmax, structure_prior
+from backend.pipeline.masks import LayerwiseMasks, MaskSet, hard_mask, token_grid
+from backend.pipeline.priors import eos_position, minmax, structure_prior
 from backend.pipeline.progress import CancelCheck, GenerationCancelled, StepCallback, StepInfo
 from backend.pipeline.schedulers import make_scheduler, nearest_step
-from shared.protocol import BlendMode, MethodOptions, PriorMode
+from shared.protocol import BlendMode, ContentPrior, Interaction, MethodOptions, PriorMode
 
 FG, BG, BL = 0, 1, 2
 # Attention slicing: queries per slice (a 1024² SDXL image has 4096 at its finest attention level).
@@ -35,23 +46,42 @@ SLICE_QUERIES = 1024
 @dataclass
 class LayerFusionOutput:
     """Images as float tensors in [0, 1], [C, H, W]: foreground RGBA (straight alpha), background and
-    blend RGB (blend is None when not asked for). ``confidence`` is the combined prior on its grid."""
+    blend RGB (blend is None when the run has no blend branch or it was not asked for). ``maps``: what
+    the method saw, each [h, w] in [0, 1] on the prior grid (see ``method_maps``)."""
 
     foreground: Optional[torch.Tensor] = None
     background: Optional[torch.Tensor] = None
     blend: Optional[torch.Tensor] = None
-    confidence: Optional[torch.Tensor] = None
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    content: dict[str, torch.Tensor] = field(default_factory=dict)  # block -> c_l at the prior step
     info: dict = field(default_factory=dict)
 
 
-def branch_layout(branches: int, guided: bool, blending: bool, prior_row: bool = False) -> RowLayout:
+def branch_layout(branches: int, guided: bool, blending: bool, prior_row: bool = False,
+                  content_row: bool = False) -> RowLayout:
     """Rows ``[FG_u, BG_u, BL_u, FG_c, BG_c, BL_c]`` (unconditional half first), or the conditional
-    half alone without guidance. The foreground rows get the offsets; blending pairs rows within a half."""
+    half alone without guidance. The foreground rows get the offsets; blending pairs rows within a half;
+    the conditional foreground row gives the priors."""
     halves = [0, branches] if guided else [0]
     rows = branches * len(halves)
     groups = tuple(BlendGroup(h + FG, h + BG, h + BL) for h in halves) if blending else ()
+    fg_cond = halves[-1] + FG
     return RowLayout(rows=rows, delta_rows=tuple(h + FG for h in halves), groups=groups,
-                     prior_row=halves[-1] + FG if prior_row else None)
+                     prior_row=fg_cond if prior_row else None, content_row=fg_cond if content_row else None)
+
+
+def method_maps(masks: LayerwiseMasks, block: str) -> dict[str, torch.Tensor]:
+    """What the method saw at the prior step, on the prior grid: the structure prior, the content prior
+    of the prior block and its mean over every block, and the prior block's soft and hard masks."""
+    blocks = sorted(masks.content)
+    first = masks.mask_set(block)
+    return {
+        "structure_prior": masks.structure.float(),
+        "content_prior": minmax(masks.content_on_grid(block)),
+        "content_prior_mean": torch.stack([minmax(masks.content_on_grid(b)) for b in blocks]).mean(dim=0),
+        "mask_soft": first.confidence.float(),
+        "mask_hard": first.hard,
+    }
 
 
 class LayerFusionPipeline(StableDiffusionXLPipeline):
@@ -62,6 +92,7 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
     transparent_encoder: torch.nn.Module
     transparent_encoder_scale: float = 1.0
     attention_chunk: Optional[int] = None
+    _row_deltas: dict[str, RowDelta]
 
     @classmethod
     def from_bundle(cls, bundle: ModelBundle) -> "LayerFusionPipeline":
@@ -121,17 +152,20 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         num_inference_steps: int = 25,
         guidance_scale: float = 7.0,
         blend: BlendMode = BlendMode.generative,
-        options: MethodOptions = MethodOptions(),
+        options: Optional[MethodOptions] = None,
         generator: Optional[torch.Generator] = None,
         callback_on_step: Optional[StepCallback] = None,
         should_cancel: Optional[CancelCheck] = None,
         transparent_tta: bool = False,
         preview: bool = False,
     ) -> LayerFusionOutput:
+        options = options or MethodOptions()
         device = self._execution_device
         guided = guidance_scale > 1.0
-        generative = blend is BlendMode.generative
-        branches = 3 if generative else 2
+        fused = options.interaction is Interaction.fused
+        if not fused and blend is BlendMode.generative:
+            raise ValueError("interaction 'independent' has no blend branch: ask for blend alpha or none")
+        branches = 3 if fused else 2
         prompts = [foreground_prompt, background_prompt, blend_prompt][:branches]
         encoded = conditioning.encode_branches(self, prompts, negative_prompt, guided, device)
         scheduler = make_scheduler(options.sampler, self.scheduler.config)
@@ -139,16 +173,16 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         block = options.prior_layer or default_prior_block(self.unet)
         check_prior_block(self.unet, block)
         prior_index = nearest_step(scheduler.timesteps, options.prior_timestep * scheduler.config.num_train_timesteps)
-        restart = generative and options.prior_mode is PriorMode.restart
+        restart = fused and options.prior_mode is PriorMode.restart
         prior_steps = prior_index + 1 if restart else 0
+        eos = eos_position(self.tokenizer(foreground_prompt, max_length=self.tokenizer.model_max_length,
+                                          truncation=True).input_ids, self.tokenizer.eos_token_id)
         run = _Run(
             encoded=encoded, time_ids=conditioning.time_ids(self, height, width, encoded.embeds.dtype, device),
             options=options, steps=num_inference_steps, guidance=guidance_scale, guided=guided,
             latent_size=(height // self.vae_scale_factor, width // self.vae_scale_factor), block=block,
-            eos=eos_position(self.tokenizer(foreground_prompt, max_length=self.tokenizer.model_max_length,
-                                            truncation=True).input_ids, self.tokenizer.eos_token_id),
             state=FusionState(variant=options.attention_blend, foreground_update=options.foreground_update,
-                              chunk=self.attention_chunk),
+                              chunk=self.attention_chunk, eos=eos),
             report=_Reporter(callback_on_step, prior_steps + num_inference_steps, preview),
             should_cancel=should_cancel)
         noise = randn_tensor((1, self.unet.config.in_channels, *run.latent_size), generator=generator,
@@ -160,27 +194,37 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
                 self._prior_pass(run, noise, prior_index)
             latents = noise.repeat(branches, 1, 1, 1) * scheduler.init_noise_sigma
             cond = encoded.pick(run.time_ids, list(range(branches)), list(range(branches)) if guided else [])
-            state.layout = branch_layout(branches, guided, blending=state.masks is not None)
+            state.layout = self._fused_layout(run, branches)
             for i, t in enumerate(scheduler.timesteps):
                 self._check_cancel(should_cancel)
-                online_prior = generative and not restart and i == prior_index
+                online_prior = fused and not restart and i == prior_index
                 if online_prior:  # the FG row's attention at this step, then blending from here on
-                    state.layout = branch_layout(branches, guided, blending=False, prior_row=True)
-                    state.capture = PriorCapture(block, armed=True)
+                    state.layout = branch_layout(branches, guided, blending=False, prior_row=True, content_row=True)
+                    state.capture, state.content = PriorCapture(block, armed=True), {}
                 eps = self._unet_eps(latents, t, cond, scheduler, guidance_scale, guided)
                 if online_prior:
                     self._set_masks(run)
-                    state.layout = branch_layout(branches, guided, blending=True)
+                    state.layout = self._fused_layout(run, branches)
                 latents = scheduler.step(eps, t, latents, return_dict=False)[0]
                 run.report(StepInfo(prior_steps + i + 1, run.report.total, "denoise", int(t)),
-                           latents[BL if generative else FG])
+                           latents[BL if fused else FG])
 
-        rgb = decoding.decode_rgb(self.vae, latents)
+        # Only what is returned is decoded: the blend's VAE pass is skipped for alpha and none.
+        generative = fused and blend is BlendMode.generative
+        rgb = decoding.decode_rgb(self.vae, latents if generative else latents[:2])
         foreground = decoding.decode_foreground(self.vae, self.transparent_decoder, latents[FG], rgb[FG],
                                                 tta=transparent_tta)[0]
         return LayerFusionOutput(foreground=foreground, background=rgb[BG], blend=rgb[BL] if generative else None,
-                                 confidence=run.confidence,
+                                 maps=run.maps, content=run.content,
                                  info={"prior_block": block, "prior_step": prior_index, "unet_steps": run.report.total})
+
+    @staticmethod
+    def _fused_layout(run: "_Run", branches: int) -> RowLayout:
+        """The joint run's rows: blending once there are masks; with layer-wise content priors the
+        conditional foreground row keeps recording each block's c_l for the next call."""
+        blending = run.state.masks is not None
+        return branch_layout(branches, run.guided, blending=blending,
+                             content_row=blending and run.state.content is not None)
 
     def _prior_pass(self, run: "_Run", noise: torch.Tensor, prior_index: int) -> None:
         """The foreground branch alone from z_T to the step nearest the prior timestep; the attention
@@ -190,11 +234,13 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         latents = noise * scheduler.init_noise_sigma
         cond = run.encoded.pick(run.time_ids, [FG], [FG] if run.guided else [])
         halves = (0, 1) if run.guided else (0,)
-        run.state.layout = RowLayout(rows=len(halves), delta_rows=halves, prior_row=halves[-1])
         for i, t in enumerate(scheduler.timesteps[: prior_index + 1]):
             self._check_cancel(run.should_cancel)
             last = i == prior_index
+            run.state.layout = RowLayout(rows=len(halves), delta_rows=halves, prior_row=halves[-1],
+                                         content_row=halves[-1] if last else None)
             run.state.capture = PriorCapture(run.block, armed=True) if last else None
+            run.state.content = {} if last else None
             eps = self._unet_eps(latents, t, cond, scheduler, run.guidance, run.guided)
             if not last:
                 latents = scheduler.step(eps, t, latents, return_dict=False)[0]
@@ -203,16 +249,22 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
 
     @staticmethod
     def _set_masks(run: "_Run") -> None:
-        """Priors from the capture → confidence on the prior layer's grid → the run's masks."""
-        capture = run.state.capture
-        if capture is None or not capture.complete:
+        """Priors from the prior step → the masks of the joint run (per block, or the prior block's for
+        every layer) and the maps kept for the artist."""
+        state, options = run.state, run.options
+        capture, content = state.capture, state.content
+        if capture is None or capture.self_probs is None or not content or run.block not in content:
             raise RuntimeError(f"the prior block '{run.block}' was not reached during the prior step")
         grid = token_grid(capture.self_probs.shape[0], *run.latent_size)
-        structure = structure_prior(capture.self_probs)
-        content = minmax(content_prior(capture.cross_probs, run.eos))
-        run.confidence = combine_priors(structure, content, run.options.mask_source).reshape(grid)
-        run.state.masks = MaskSet(run.confidence, run.latent_size, run.options.boundary, run.options.softness)
-        run.state.capture = None
+        layerwise = LayerwiseMasks(structure_prior(capture.self_probs).reshape(grid), run.latent_size,
+                                   options.mask_source, options.threshold, options.boundary_coefficient,
+                                   content=dict(content))
+        run.maps, run.content = method_maps(layerwise, run.block), dict(content)
+        if options.content_prior is ContentPrior.layerwise:
+            state.masks, state.content = layerwise, layerwise.content
+        else:  # one reading for every layer and step: the prior block's, at the prior step
+            state.masks, state.content = layerwise.mask_set(run.block), None
+        state.capture = None
 
     # --- re-blend ----------------------------------------------------------------------------------
 
@@ -229,7 +281,7 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         negative_prompt: str = "",
         num_inference_steps: int = 25,
         guidance_scale: float = 7.0,
-        options: MethodOptions = MethodOptions(),
+        options: Optional[MethodOptions] = None,
         generator: Optional[torch.Generator] = None,
         callback_on_step: Optional[StepCallback] = None,
         should_cancel: Optional[CancelCheck] = None,
@@ -241,6 +293,7 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         the given alpha (not a prior) is the mask. FG and BG rows run unguided: 4 rows a step."""
         if not 0.0 < strength <= 1.0:
             raise ValueError("strength must be in (0, 1]")
+        options = options or MethodOptions()
         device, dtype = self._execution_device, self.unet.dtype
         height, width = foreground.shape[-2:]
         guided = guidance_scale > 1.0
@@ -262,13 +315,23 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         ids = conditioning.time_ids(self, height, width, encoded.embeds.dtype, device)
         cond = encoded.pick(ids, [FG, BG, BL], [BL] if guided else [])
         # Rows: [FG_c, BG_c, (BL_u,) BL_c]; both blend rows share from the conditional FG and BG rows.
+        # A generation pairs BL_u with FG_u and BG_u; here those rows would carry the same given
+        # (re-noised) content under the negative prompt, for two more rows a step (+50 %), while the
+        # blend's guidance comes from its own prompt pair. Sharing from the conditional rows keeps the
+        # unconditional blend anchored to the artist's layers too.
         if guided:
             cond = cond.select([1, 2, 0, 3])
         blend_rows = (2, 3) if guided else (2,)
         layout = RowLayout(rows=2 + len(blend_rows), delta_rows=(0,), groups=tuple(BlendGroup(0, 1, r) for r in blend_rows))
+        # [I] The artist's alpha is the confidence x (no priors to read: mask_source and content_prior
+        # do not apply). The foreground is given, so no hard-mask update runs; instead the blend shares
+        # through the alpha's soft decision boundary sigmoid(k (alpha - tau)): tau says how opaque a
+        # pixel must be to count as object (a glass at alpha 0.3 shares the background behind it at the
+        # default), k how sharp that cut is.
         alpha = foreground[3].float().cpu()
-        masks = MaskSet(alpha, (height // self.vae_scale_factor, width // self.vae_scale_factor),
-                        boundary=0.5, softness=0.5)
+        matte = hard_mask(alpha, options.threshold, options.boundary_coefficient)
+        masks = MaskSet(matte, (height // self.vae_scale_factor, width // self.vae_scale_factor),
+                        options.threshold, options.boundary_coefficient)
         state = FusionState(layout=layout, masks=masks, variant=options.attention_blend, foreground_update=False,
                             chunk=self.attention_chunk)
         report = _Reporter(callback_on_step, len(timesteps), preview)
@@ -298,11 +361,11 @@ class _Run:
     guided: bool
     latent_size: tuple[int, int]
     block: str
-    eos: int
     state: FusionState
     report: "_Reporter"
     should_cancel: Optional[CancelCheck]
-    confidence: Optional[torch.Tensor] = None
+    maps: dict[str, torch.Tensor] = field(default_factory=dict)
+    content: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class _Reporter:

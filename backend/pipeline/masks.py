@@ -1,8 +1,10 @@
 """Soft and hard blending masks on every attention grid of the UNet (METHOD.md 1.5).
 
-The confidence map lives on one grid (the prior layer's, or the image for a re-blend's alpha); each
-attention layer sees its own token grid, so the map is resampled there before the ramp and threshold
-are applied (the hard mask stays binary at every resolution).
+The confidence map x lives on one grid: the finest attention grid for priors, the image for a
+re-blend's alpha. The soft mask is x, the hard mask sigmoid(k (x - tau)), both built on that grid and
+then area-pooled to each attention layer's coarser grid. [I] Pooling the hard mask (rather than
+thresholding a pooled x) keeps a small object in the coarse layers' hard mask as its coverage, where a
+threshold after pooling would drop it.
 """
 from __future__ import annotations
 
@@ -12,21 +14,16 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-
-def hard_mask(x: torch.Tensor, boundary: float) -> torch.Tensor:
-    """1 where the confidence reaches the boundary tau, else 0."""
-    return (x >= boundary).to(x.dtype)
+from backend.pipeline.priors import combine_priors
+from shared.protocol import MaskSource
 
 
-def soft_mask(x: torch.Tensor, boundary: float, softness: float) -> torch.Tensor:
-    """A linear ramp of half-width kappa around tau: clamp((x - (tau - kappa)) / (2 kappa), 0, 1).
-
-    kappa is the soft-decision-boundary coefficient; kappa = 0 is the hard mask and tau = kappa = 0.5
-    gives back x itself.
-    """
-    if softness <= 0:
-        return hard_mask(x, boundary)
-    return ((x - (boundary - softness)) / (2 * softness)).clamp(0.0, 1.0)
+def hard_mask(x: torch.Tensor, threshold: float, coefficient: float) -> torch.Tensor:
+    """The soft decision boundary: sigmoid(k (x - tau)). Higher k = sharper; k = inf is the step
+    1[x >= tau]; a small k leaks soft values into the foreground update (METHOD.md 1.5, supplement C)."""
+    if math.isinf(coefficient):
+        return (x >= threshold).to(x.dtype)
+    return torch.sigmoid(coefficient * (x.float() - threshold)).to(x.dtype)
 
 
 def token_grid(tokens: int, latent_height: int, latent_width: int) -> tuple[int, int]:
@@ -56,22 +53,26 @@ def resample(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 @dataclass
 class MaskSet:
-    """Soft and hard masks for every token count the UNet's attention layers use, built lazily."""
+    """Soft and hard masks of one confidence map for every token count the attention layers use."""
 
-    confidence: torch.Tensor  # [h, w] in [0, 1]
+    confidence: torch.Tensor  # [h, w] in [0, 1], on the finest grid
     latent_size: tuple[int, int]
-    boundary: float
-    softness: float
+    threshold: float
+    coefficient: float
     _cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
+
+    @property
+    def hard(self) -> torch.Tensor:
+        """The hard mask on the confidence map's own grid."""
+        return hard_mask(self.confidence.float(), self.threshold, self.coefficient)
 
     def for_tokens(self, tokens: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """(soft, hard), each [tokens], for a layer with that many queries."""
         key = (tokens, device, dtype)
         if key not in self._cache:
             grid = token_grid(tokens, *self.latent_size)
-            x = resample(self.confidence, grid).flatten()
-            soft = soft_mask(x, self.boundary, self.softness)
-            hard = hard_mask(x, self.boundary)
+            soft = resample(self.confidence.float(), grid).flatten()
+            hard = resample(self.hard, grid).flatten()
             self._cache[key] = (soft.to(device, dtype), hard.to(device, dtype))
         return self._cache[key]
 
@@ -80,3 +81,48 @@ class MaskSet:
         grid = token_grid(tokens, *self.latent_size)
         soft, hard = self.for_tokens(tokens, torch.device("cpu"), torch.float32)
         return soft.reshape(grid), hard.reshape(grid)
+
+    def for_layer(self, block: str, tokens: int, device: torch.device, dtype: torch.dtype
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One map for every layer (a re-blend's alpha, or the prior-block content reading)."""
+        return self.for_tokens(tokens, device, dtype)
+
+
+@dataclass
+class LayerwiseMasks:
+    """Masks per transformer block from the layer-wise content prior c_l (METHOD.md 1.4).
+
+    ``content`` holds, per block, the EOS probability of the foreground's conditional row in that
+    block's cross-attention, as last recorded (attn2 runs after attn1 in a block, so a layer blends
+    with the c_l of the previous UNet call; the prior step provides the first). Each is upsampled to the
+    structure prior's grid and combined with it there: x_l = norm(s' * norm(c_l)) for ``product``.
+    """
+
+    structure: torch.Tensor  # s' on the prior grid [h, w]
+    latent_size: tuple[int, int]
+    source: MaskSource
+    threshold: float
+    coefficient: float
+    content: dict[str, torch.Tensor] = field(default_factory=dict)  # block -> [tokens of that block]
+    _sets: dict[str, tuple[torch.Tensor, MaskSet]] = field(default_factory=dict, repr=False)
+
+    def content_on_grid(self, block: str) -> torch.Tensor:
+        """c_l of ``block`` resampled to the structure prior's grid (not normalised)."""
+        c = self.content[block].float()
+        grid = token_grid(c.numel(), *self.latent_size)
+        return resample(c.reshape(grid), tuple(self.structure.shape))
+
+    def mask_set(self, block: str) -> MaskSet:
+        if block not in self.content:
+            raise RuntimeError(f"no content prior was recorded for '{block}'")
+        current = self.content[block]
+        entry = self._sets.get(block)
+        if entry is None or entry[0] is not current:
+            x = combine_priors(self.structure.to(current.device), self.content_on_grid(block), self.source)
+            entry = (current, MaskSet(x, self.latent_size, self.threshold, self.coefficient))
+            self._sets[block] = entry
+        return entry[1]
+
+    def for_layer(self, block: str, tokens: int, device: torch.device, dtype: torch.dtype
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.mask_set(block).for_tokens(tokens, device, dtype)

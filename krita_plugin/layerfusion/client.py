@@ -343,7 +343,8 @@ class JobRun(QObject):
 
     def _fetch_images(self, status: Any) -> None:
         self._params = status.params
-        self._wanted = dict(status.images or {})
+        # The layers only: the method's maps stay on the server unless asked for.
+        self._wanted = {n: url for n, url in (status.images or {}).items() if n in protocol.LAYER_NAMES}
         if not self._wanted:
             self._finish(JobOutcome(self.job_id, self.kind, "failed", status.params, error="the job made no images"))
             return

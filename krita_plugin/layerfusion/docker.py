@@ -3,6 +3,7 @@
 The Krita DockWidget only wraps this panel, so its behaviour is testable offscreen. The panel holds
 no logic beyond presenting state; the controller reacts to its signals.
 """
+import math
 import random
 from typing import Any, Optional
 
@@ -110,23 +111,29 @@ class Panel(QWidget):
         self.advanced = QGroupBox("Advanced")
         self.advanced.setCheckable(True)
         adv = QFormLayout(self.advanced)
-        self.boundary = QDoubleSpinBox()
-        self.boundary.setRange(0.0, 1.0)
-        self.boundary.setSingleStep(0.05)
-        self.boundary.setToolTip("Mask threshold τ")
-        self.softness = QDoubleSpinBox()
-        self.softness.setRange(0.0, 1.0)
-        self.softness.setSingleStep(0.05)
-        self.softness.setToolTip("Soft decision boundary κ: 0 = hard edge")
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.0, 1.0)
+        self.threshold.setSingleStep(0.05)
+        self.threshold.setToolTip("Mask threshold τ: how sure the priors must be that a pixel is the object")
+        self.coefficient = QDoubleSpinBox()
+        self.coefficient.setRange(0.0, 200.0)
+        self.coefficient.setSingleStep(1.0)
+        # The lowest value stands for a hard step (k = ∞): a spin box has no infinity.
+        self.coefficient.setSpecialValueText("step (∞)")
+        self.coefficient.setToolTip("Soft decision boundary k: higher = sharper object edge; low values leak")
         self.mask_source = QComboBox()
         for source in protocol.MaskSource:
             self.mask_source.addItem(source.value, source.value)
+        self.content_prior = QComboBox()
+        for reading in protocol.ContentPrior:
+            self.content_prior.addItem(reading.value, reading.value)
         self.resolution = QComboBox()
         for label, pixels in RESOLUTIONS:
             self.resolution.addItem(label, pixels)
-        adv.addRow("Boundary τ", self.boundary)
-        adv.addRow("Softness κ", self.softness)
+        adv.addRow("Threshold τ", self.threshold)
+        adv.addRow("Boundary k", self.coefficient)
         adv.addRow("Mask source", self.mask_source)
+        adv.addRow("Content prior", self.content_prior)
         adv.addRow("Resolution", self.resolution)
         outer.addWidget(self.advanced)
 
@@ -171,9 +178,9 @@ class Panel(QWidget):
             box.textChanged.connect(self.settings_changed)
         for line in (self.negative, self.server_url):
             line.editingFinished.connect(self.settings_changed)
-        for combo in (self.blend, self.mask_source, self.resolution):
+        for combo in (self.blend, self.mask_source, self.content_prior, self.resolution):
             combo.currentIndexChanged.connect(self.settings_changed)
-        for spin in (self.seed, self.steps, self.guidance, self.strength, self.boundary, self.softness):
+        for spin in (self.seed, self.steps, self.guidance, self.strength, self.threshold, self.coefficient):
             spin.valueChanged.connect(self.settings_changed)
         for check in (self.random_seed, self.auto_reblend):
             check.toggled.connect(self.settings_changed)
@@ -193,9 +200,11 @@ class Panel(QWidget):
             self.steps.setValue(values.steps)
             self.guidance.setValue(values.guidance)
             self.strength.setValue(values.strength)
-            self.boundary.setValue(values.boundary)
-            self.softness.setValue(values.softness)
+            self.threshold.setValue(values.threshold)
+            k = values.boundary_coefficient
+            self.coefficient.setValue(self.coefficient.minimum() if math.isinf(k) else k)
             _select(self.mask_source, values.mask_source)
+            _select(self.content_prior, values.content_prior)
             if not _select(self.resolution, values.target_pixels):
                 self.resolution.addItem("%d pixels" % values.target_pixels, values.target_pixels)
                 _select(self.resolution, values.target_pixels)
@@ -219,9 +228,10 @@ class Panel(QWidget):
             steps=int(self.steps.value()),
             guidance=float(self.guidance.value()),
             strength=float(self.strength.value()),
-            boundary=float(self.boundary.value()),
-            softness=float(self.softness.value()),
+            threshold=float(self.threshold.value()),
+            boundary_coefficient=_coefficient(self.coefficient),
             mask_source=str(self.mask_source.currentData()),
+            content_prior=str(self.content_prior.currentData()),
             auto_reblend=self.auto_reblend.isChecked(),
             target_pixels=int(self.resolution.currentData()),
             history_limit=getattr(self, "_history_limit", 12),
@@ -277,3 +287,8 @@ def _select(combo: QComboBox, data: Any) -> bool:
     if index >= 0:
         combo.setCurrentIndex(index)
     return index >= 0
+
+
+def _coefficient(spin: Any) -> float:
+    value = float(spin.value())
+    return math.inf if value <= spin.minimum() else value

@@ -22,9 +22,10 @@ class Settings:
     steps: int = 25
     guidance: float = 7.0
     strength: float = 0.5
-    boundary: float = 0.5
-    softness: float = 0.5
+    threshold: float = 0.5
+    boundary_coefficient: float = protocol.DEFAULT_BOUNDARY_COEFFICIENT  # inf: a hard step
     mask_source: str = protocol.MaskSource.product.value
+    content_prior: str = protocol.ContentPrior.layerwise.value
     auto_reblend: bool = False
     # Pixels the model works at; SDXL's one megapixel unless a smaller (test, preview) size is wanted.
     target_pixels: int = sizes.SDXL_PIXELS
@@ -32,7 +33,10 @@ class Settings:
 
     def method_options(self) -> Any:
         return protocol.MethodOptions(
-            mask_source=protocol.MaskSource(self.mask_source), boundary=self.boundary, softness=self.softness
+            mask_source=protocol.MaskSource(self.mask_source),
+            threshold=self.threshold,
+            boundary_coefficient=self.boundary_coefficient,
+            content_prior=protocol.ContentPrior(self.content_prior),
         )
 
 

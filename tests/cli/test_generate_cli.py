@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from shared.protocol import MAP_NAMES
+
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
@@ -28,8 +30,10 @@ def generated(tmp_path_factory):
 
 
 def test_generate_writes_layers_params_and_openraster(generated):
+    maps = {name + ".png" for name in MAP_NAMES}  # what the method saw, beside the layers
     assert {p.name for p in generated.iterdir()} == {"foreground.png", "background.png", "blend.png",
-                                                     "params.json", "layers.ora"}
+                                                     "params.json", "layers.ora"} | maps
+    assert {Image.open(generated / name).size for name in maps} == {(64, 64)}
     fg = Image.open(generated / "foreground.png")
     assert fg.mode == "RGBA" and fg.size == (64, 64)
     assert np.asarray(fg)[..., 3].std() > 1
@@ -41,7 +45,7 @@ def test_generate_writes_layers_params_and_openraster(generated):
         assert ora.read("mimetype") == b"image/openraster"
         stack = ET.fromstring(ora.read("stack.xml"))
         layers = stack.findall("./stack/layer")
-        assert [l.get("name") for l in layers] == ["Blend", "Foreground", "Background"]
+        assert [layer.get("name") for layer in layers] == ["Blend", "Foreground", "Background"]
         assert (stack.get("w"), stack.get("h")) == ("64", "64")
         with ora.open(layers[1].get("src")) as f:
             assert np.array_equal(np.asarray(Image.open(f)), np.asarray(fg))

@@ -10,7 +10,7 @@ from PIL import Image
 from backend.pipeline.decoding import alpha_over
 from backend.pipeline.engine import JobCancelled
 from shared.fields import ProtocolError
-from shared.protocol import parse_job_request
+from shared.protocol import LAYER_NAMES, parse_job_request
 
 BASE = {"kind": "generate", "foreground_prompt": "a glass of water", "background_prompt": "a wooden table",
         "width": 64, "height": 64, "steps": 4, "seed": 7}
@@ -67,7 +67,7 @@ def test_alpha_blend_equals_compositing_of_returned_layers(engine):
 
 def test_none_returns_two_layers(engine, triplet):
     result = generate(engine, blend="none")
-    assert set(result.images) == {"foreground", "background"}
+    assert set(result.images) & set(LAYER_NAMES) == {"foreground", "background"}
 
 
 def test_deterministic_and_seeded(engine, triplet):
@@ -88,7 +88,7 @@ def test_pipeline_honours_generator(tiny_pipe):
 
 @pytest.mark.parametrize("options", [{"prior_mode": "online"}, {"attention_blend": "output_mix"},
                                      {"attention_blend": "joint_softmax"}, {"mask_source": "self"},
-                                     {"mask_source": "cross", "softness": 0.1}, {"sampler": "dpmpp_2m_karras"},
+                                     {"mask_source": "cross", "boundary_coefficient": 2}, {"sampler": "dpmpp_2m_karras"},
                                      {"foreground_update": False}])
 def test_method_options_run_and_change_the_blend(engine, triplet, options):
     result = generate(engine, options=options)
@@ -134,7 +134,12 @@ def test_reblend_changes_the_blend_where_the_foreground_moved(engine):
 
 BAD = [({"foreground_prompt": "  "}, "foreground_prompt"), ({"background_prompt": ""}, "background_prompt"),
        ({"width": 100}, "width"), ({"height": 4104}, "height"), ({"width": 2048, "height": 2048}, "width"),
-       ({"steps": 0}, "steps"), ({"blend": "mix"}, "blend"), ({"options": {"boundary": 2}}, "options.boundary"),
+       ({"steps": 0}, "steps"), ({"blend": "mix"}, "blend"), ({"options": {"boundary": 0.4}}, "options.boundary"),
+       ({"options": {"threshold": 1.5}}, "options.threshold"),
+       ({"options": {"boundary_coefficient": 0}}, "options.boundary_coefficient"),
+       ({"options": {"boundary_coefficient": "sharp"}}, "options.boundary_coefficient"),
+       ({"options": {"content_prior": "everywhere"}}, "options.content_prior"),
+       ({"options": {"interaction": "loose"}}, "options.interaction"),
        ({"options": {"prior_layer": "up_blocks.9.nothing"}}, "options.prior_layer")]
 
 

@@ -1,8 +1,14 @@
 """One UNet for all branches: the per-row offsets equal a separately merged UNet."""
 import torch
 
-from backend.pipeline.attention import (FusionState, PriorCapture, RowLayout, default_prior_block,
-                                        fusion_processors, module_deltas)
+from backend.pipeline.attention import (
+    FusionState,
+    PriorCapture,
+    RowLayout,
+    default_prior_block,
+    fusion_processors,
+    module_deltas,
+)
 from backend.pipeline.blending import attention_probabilities
 
 
@@ -46,22 +52,28 @@ def test_prior_capture_records_head_mean_probabilities(tiny_bundle):
 
     modules = dict(unet.named_modules())
     hooks = [modules[f"{block}.{a}"].register_forward_hook(spy, with_kwargs=True) for a in ("attn1", "attn2")]
-    state = FusionState(layout=RowLayout(rows=2, prior_row=1), capture=capture)
+    eos = 5
+    state = FusionState(layout=RowLayout(rows=2, prior_row=1, content_row=1), capture=capture, content={}, eos=eos)
     try:
         with fusion_processors(unet, state, {}):
             unet(sample, 800, **kwargs)
     finally:
         for h in hooks:
             h.remove()
-    for name, probs in (("attn1", capture.self_probs), ("attn2", capture.cross_probs)):
+    by_hand = {}
+    for name in ("attn1", "attn2"):
         attn = modules[f"{block}.{name}"]
         hidden, context = seen[attn]
         context = hidden if context is None else context
         q = attn.to_q(hidden[1]).reshape(-1, attn.heads, attn.inner_dim // attn.heads).transpose(0, 1)
         k = attn.to_k(context[1]).reshape(-1, attn.heads, attn.inner_dim // attn.heads).transpose(0, 1)
-        assert torch.allclose(probs, attention_probabilities(q, k, attn.scale), atol=1e-6)
-        assert torch.allclose(probs.sum(-1), torch.ones(probs.shape[0]), atol=1e-5)
-    assert capture.self_probs.shape == (16, 16) and capture.cross_probs.shape == (16, 77)
+        by_hand[name] = attention_probabilities(q, k, attn.scale)
+        assert torch.allclose(by_hand[name].sum(-1), torch.ones(by_hand[name].shape[0]), atol=1e-5)
+    assert torch.allclose(capture.self_probs, by_hand["attn1"], atol=1e-6)
+    # Cross-attention: every block records its row's probability on the EOS token (c_l).
+    assert torch.allclose(state.content[block], by_hand["attn2"][:, eos], atol=1e-6)
+    assert capture.self_probs.shape == (16, 16) and state.content[block].shape == (16,)
+    assert len(state.content) > 1  # the other blocks too
 
 
 @torch.no_grad()

@@ -2,8 +2,14 @@
 import torch
 
 from backend.models.transparent_vae import (
-    FULL_DECODER_CHANNELS, FULL_ENCODER_CHANNELS, TINY_DECODER_CHANNELS, TransparentVAEDecoder,
-    TransparentVAEEncoder, decode_rgba, pad_rgb)
+    FULL_DECODER_CHANNELS,
+    FULL_ENCODER_CHANNELS,
+    TINY_DECODER_CHANNELS,
+    TransparentVAEDecoder,
+    TransparentVAEEncoder,
+    decode_rgba,
+    pad_rgb,
+)
 
 
 def test_full_size_modules_match_published_files():

@@ -16,7 +16,8 @@ def test_settings_round_trip(qapp, tmp_path):
     values = store.Settings(
         server_url="http://127.0.0.1:9999", foreground_prompt="a glass", background_prompt="a table",
         negative_prompt="blur", blend="alpha", seed=4294967295, random_seed=False, steps=33, guidance=4.5,
-        strength=0.35, boundary=0.4, softness=0.0, mask_source="cross", auto_reblend=True,
+        strength=0.35, threshold=0.4, boundary_coefficient=float("inf"), mask_source="cross",
+        content_prior="prior_block", auto_reblend=True,
         target_pixels=128 * 128, history_limit=5)
     store.save(QSettings(path, QSettings.IniFormat), values)
     loaded = store.load(QSettings(path, QSettings.IniFormat))  # a fresh object reads the file
@@ -37,8 +38,10 @@ def test_damaged_settings_fall_back_to_defaults(qapp, tmp_path):
 
 
 def test_method_options_come_from_settings():
-    options = store.Settings(boundary=0.3, softness=0.1, mask_source="self").method_options()
-    assert (options.boundary, options.softness, options.mask_source.value) == (0.3, 0.1, "self")
+    options = store.Settings(threshold=0.3, boundary_coefficient=5.0, mask_source="self",
+                             content_prior="prior_block").method_options()
+    assert (options.threshold, options.boundary_coefficient, options.mask_source.value) == (0.3, 5.0, "self")
+    assert options.content_prior.value == "prior_block"
 
 
 @pytest.mark.parametrize(

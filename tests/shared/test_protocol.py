@@ -62,7 +62,13 @@ def test_generate_defaults_and_round_trip() -> None:
         ({"guidance": "7"}, "guidance", "invalid_field"),
         ({"seed": -1}, "seed", "invalid_field"),
         ({"blend": "multiply"}, "blend", "invalid_field"),
-        ({"options": {"boundary": 1.5}}, "options.boundary", "invalid_field"),
+        ({"options": {"boundary": 0.4}}, "options.boundary", "renamed_field"),
+        ({"options": {"softness": 0.4}}, "options.softness", "renamed_field"),
+        ({"options": {"threshold": 1.5}}, "options.threshold", "invalid_field"),
+        ({"options": {"boundary_coefficient": -1}}, "options.boundary_coefficient", "invalid_field"),
+        ({"options": {"boundary_coefficient": "infinite"}}, "options.boundary_coefficient", "invalid_field"),
+        ({"options": {"content_prior": "global"}}, "options.content_prior", "invalid_field"),
+        ({"options": {"interaction": "none"}}, "options.interaction", "invalid_field"),
         ({"options": {"mask_source": "both"}}, "options.mask_source", "invalid_field"),
         ({"options": {"prior_layer": "up_blocks.1; rm -rf"}}, "options.prior_layer", "invalid_field"),
         ({"options": {"nonsense": 1}}, "options.nonsense", "unknown_field"),
@@ -189,3 +195,19 @@ def test_generation_size_caps_extreme_aspects() -> None:
     assert generation_size(100, 100) == (1024, 1024)
     gw, gh = generation_size(10000, 100)
     assert gw / gh == 4.0
+
+
+def test_renamed_options_name_their_replacement() -> None:
+    for old, new in (("boundary", "threshold"), ("softness", "boundary_coefficient")):
+        with pytest.raises(ProtocolError) as err:
+            parse_job_request({**GOOD, "options": {old: 0.5}})
+        assert "'options.%s'" % new in err.value.message and err.value.status == 400
+
+
+def test_boundary_coefficient_takes_inf_and_round_trips() -> None:
+    req = parse_job_request({**GOOD, "options": {"boundary_coefficient": "inf"}})
+    assert req.options.boundary_coefficient == float("inf")
+    assert to_json(req)["options"]["boundary_coefficient"] == "inf"
+    assert parse_job_request(to_json(req)) == req
+    schema = json_schema(type(req.options), {})["properties"]["boundary_coefficient"]
+    assert {"const": "inf"} in schema["anyOf"] and schema["anyOf"][0]["exclusiveMinimum"] == 0.0
