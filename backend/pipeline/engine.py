@@ -170,16 +170,19 @@ class Engine:
         return JobResult(images, params)
 
     def _generate(self, request: GenerateRequest, blend_prompt: str, common: dict):
+        assert self.pipe is not None and self.bundle is not None  # run() loaded them
         tta = request.options.transparent_tta
         if tta is None:
             tta = self.bundle.device.type == "cuda"
         out = self.pipe(request.foreground_prompt, request.background_prompt, blend_prompt,
                         height=request.height, width=request.width, blend=request.blend,
                         transparent_tta=tta, **common)
+        assert out.foreground is not None and out.background is not None
         images = {"foreground": decoding.to_image(out.foreground), "background": decoding.to_image(out.background)}
         for name, values in out.maps.items():
             images[name] = decoding.map_image(values, (request.width, request.height), nearest=name == "mask_hard")
         if request.blend is BlendMode.generative:
+            assert out.blend is not None
             images["blend"] = decoding.to_image(out.blend)
         elif request.blend is BlendMode.alpha:
             fg = decoding.to_uint8(out.foreground[None])[0]
@@ -188,8 +191,10 @@ class Engine:
         return images, dict(out.info, transparent_tta=tta)
 
     def _reblend(self, request: ReblendRequest, blend_prompt: str, common: dict):
+        assert self.pipe is not None
         foreground = decoding.from_image(decode_png(request.foreground_png, "foreground_png", "RGBA"))
         background = decoding.from_image(decode_png(request.background_png, "background_png", "RGB"))
         out = self.pipe.reblend(foreground, background, request.foreground_prompt, request.background_prompt,
                                 blend_prompt, strength=request.strength, **common)
+        assert out.blend is not None
         return {"blend": decoding.to_image(out.blend)}, out.info

@@ -110,7 +110,8 @@ class LayerwiseMasks:
         """c_l of ``block`` resampled to the structure prior's grid (not normalised)."""
         c = self.content[block].float()
         grid = token_grid(c.numel(), *self.latent_size)
-        return resample(c.reshape(grid), tuple(self.structure.shape))
+        h, w = self.structure.shape
+        return resample(c.reshape(grid), (h, w))
 
     def mask_set(self, block: str) -> MaskSet:
         if block not in self.content:
