@@ -22,9 +22,10 @@ SIDE = 1024
 
 # ---- inside Krita ----------------------------------------------------------------------------
 def _test_pngs(side):
-    from layerfusion.pixels import encode_png
     from PyQt5.QtCore import QPointF, Qt
     from PyQt5.QtGui import QColor, QImage, QPainter, QRadialGradient
+
+    from layerfusion.pixels import encode_png
 
     out = {}
     for name, colour, transparent in (("background", "#6b4f2a", False), ("foreground", "#a0d8ef", True),
@@ -43,6 +44,7 @@ def _test_pngs(side):
 
 def _measure_insert(facts, runs=5):
     from krita import Krita
+
     from layerfusion.controller import Target
     from layerfusion.pixels import decode_triplet
     from layerfusion.reblend import KritaSide
@@ -83,11 +85,12 @@ def _measure_insert(facts, runs=5):
 
 def _measure_stall(facts, url, gen_side):
     from krita import Krita
+    from PyQt5.QtCore import QEventLoop, QTimer
+
     from layerfusion.controller import Controller
     from layerfusion.docker import Panel
     from layerfusion.reblend import KritaSide
     from layerfusion.settings import Settings
-    from PyQt5.QtCore import QEventLoop, QTimer
 
     doc = Krita.instance().createDocument(SIDE, SIDE, "stall", "RGBA", "U8", "", 300.0)
     panel = Panel()
@@ -119,8 +122,9 @@ def _measure_stall(facts, url, gen_side):
 
 def _measure_baseline(facts, url, seconds=12.0):
     """Heartbeat while the server computes a job nobody in Krita follows: the CPU contention alone."""
-    from layerfusion.client import Api
     from PyQt5.QtCore import QEventLoop, QTimer
+
+    from layerfusion.client import Api
 
     api = Api(url)
     api.post_json("/v1/jobs", {"kind": "generate", "foreground_prompt": "a", "background_prompt": "b",

@@ -127,7 +127,7 @@ def _check_value(value: Any, tp: Any, meta: Dict[str, Any], path: str) -> Any:
             raise ProtocolError(
                 "invalid_field", "'%s' must be %s; got %r" % (path, _type_name(tp), value), path
             ) from None
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ProtocolError("invalid_field", "'%s' must be an object" % path, path)
         return _parse_object(tp, value, path + ".")
@@ -204,7 +204,7 @@ def _check_length(value: str, meta: Dict[str, Any], path: str) -> None:
 
 def _parse_object(cls: Type[T], data: Dict[str, Any], prefix: str = "") -> T:
     hints = _hints(cls)
-    known = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    known = {f.name: f for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]  # T is a dataclass
     renamed: Dict[str, str] = getattr(cls, "RENAMED", {})
     for key in data:
         if key in renamed:
@@ -221,7 +221,7 @@ def _parse_object(cls: Type[T], data: Dict[str, Any], prefix: str = "") -> T:
         if name not in data:
             if f.metadata.get("const"):
                 raise ProtocolError("missing_field", "'%s' is required: %r" % (path, to_json(f.default)), path)
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:  # type: ignore[misc]
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                 raise ProtocolError("missing_field", "'%s' is required" % path, path)
             continue
         values[name] = _check_value(data[name], hints[name], dict(f.metadata), path)
@@ -295,7 +295,7 @@ def json_schema(cls: type, refs: Dict[str, Any]) -> Dict[str, Any]:
         elif f.default is not dataclasses.MISSING and f.default is not None:
             schema["default"] = to_json(f.default)
         props[f.name] = schema
-        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING  # type: ignore[misc]
+        no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if no_default or meta.get("const"):
             required.append(f.name)
     out: Dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": False}
@@ -310,7 +310,7 @@ def _type_schema(tp: Any, refs: Dict[str, Any]) -> Dict[str, Any]:
     tp, optional = _unwrap_optional(tp)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         schema: Dict[str, Any] = {"type": "string", "enum": [m.value for m in tp]}
-    elif dataclasses.is_dataclass(tp):
+    elif isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if tp.__name__ not in refs:
             refs[tp.__name__] = {}  # placeholder first: guards against recursion
             refs[tp.__name__] = json_schema(tp, refs)

@@ -169,9 +169,9 @@ def scan(models_dir: Optional[Path]) -> Iterator[FoundFile]:
                         (LD_DIFFUSERS_REPO, LD_DIFFUSERS_FILES)):
         for name in names:
             if name.endswith(".safetensors"):
-                path = cached_file(repo, name)
-                if path:
-                    yield _describe(path, f"hf-cache {repo}")
+                cached = cached_file(repo, name)
+                if cached:
+                    yield _describe(cached, f"hf-cache {repo}")
 
 
 def human_size(size: int) -> str:

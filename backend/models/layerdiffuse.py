@@ -142,9 +142,10 @@ def validate_attention(path: Path, unet: nn.Module) -> tuple[str, dict[str, dict
     kind = identify(header)
     shapes = _projection_shapes(unet)
     if kind == "layerdiffuse-attn-lora":
-        return kind, _lora_pairs(path, header, shapes, dict(unet.config))
+        config: Any = unet.config  # diffusers' FrozenDict, typed as Tensor | Module by nn.Module
+        return kind, _lora_pairs(path, header, shapes, dict(config))
     if kind == "layerdiffuse-attn-dense":
-        expected = {f"{name}.weight": shape for name, shape in shapes.items()}
+        expected: dict[str, tuple[int, ...]] = {f"{name}.weight": shape for name, shape in shapes.items()}
         check_names_and_shapes(expected, {k: v.shape for k, v in header.items()}, str(path))
         return kind, {}
     raise WeightFileError(f"{path}: not a transparent-attention file (looks like: {FORMATS[kind]})")

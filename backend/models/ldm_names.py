@@ -56,8 +56,8 @@ def attention_block_map(config: Mapping[str, Any]) -> dict[str, str]:
 def _unet_prefixes(config: Mapping[str, Any]) -> list[tuple[str, str, bool]]:
     """(diffusers prefix, ldm prefix, is_resnet) for every sub-module of the UNet."""
     n = _layers(config)
-    rules = [(d, l, False) for d, l in _UNET_FIXED.items()]
-    rules += [(d, l, False) for l, d in attention_block_map(config).items()]
+    rules = [(d, ldm, False) for d, ldm in _UNET_FIXED.items()]
+    rules += [(d, ldm, False) for ldm, d in attention_block_map(config).items()]
     down, up = config["down_block_types"], config["up_block_types"]
     for b in range(len(down)):
         for j in range(n):
@@ -79,9 +79,9 @@ def _rename(key: str, rules: list[tuple[str, str, bool]], inner: tuple[tuple[str
         if key.startswith(new_prefix + "."):
             rest = key[len(new_prefix) + 1:]
             if renames_inner:
-                for d, l in inner:
+                for d, ldm in inner:
                     if rest.startswith(d + "."):
-                        rest = l + rest[len(d):]
+                        rest = ldm + rest[len(d):]
                         break
             return f"{old_prefix}.{rest}"
     raise KeyError(f"no original-layout name for '{key}'")
@@ -114,9 +114,9 @@ def vae_to_ldm(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any]
         attn = next((s for s in ("encoder", "decoder") if key.startswith(f"{s}.mid_block.attentions.0.")), None)
         if attn:
             rest = key[len(f"{attn}.mid_block.attentions.0."):]
-            for d, l in attention:
+            for d, ldm in attention:
                 if rest.startswith(d + "."):
-                    rest = l + rest[len(d):]
+                    rest = ldm + rest[len(d):]
             if value.ndim == 2:  # the original attention uses 1x1 convolutions
                 value = value[:, :, None, None]
             out[f"{VAE_PREFIX}{attn}.mid.attn_1.{rest}"] = value
@@ -156,9 +156,9 @@ def clip_g_to_ldm(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Ten
             base = f"{CLIP_G_PREFIX}transformer.resblocks.{index}."
             if rest.startswith("self_attn.") and rest.split(".")[1] in ("q_proj", "k_proj", "v_proj"):
                 continue  # fused below
-            for d, l in layer_names:
+            for d, ldm in layer_names:
                 if rest.startswith(d + "."):
-                    rest = l + rest[len(d):]
+                    rest = ldm + rest[len(d):]
                     break
             out[base + rest] = value
     layers = {k.split(".")[3] for k in state_dict if k.startswith("text_model.encoder.layers.")}

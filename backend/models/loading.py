@@ -131,6 +131,7 @@ def load_base(source: BaseSource, dtype: torch.dtype, variant: Optional[str]) ->
                 "run `python -m backend models download sdxl-tokenizers` once (about 3 MB), or copy the "
                 "`tokenizer/` and `tokenizer_2/` folders of the SDXL repo into <models-dir>/sdxl_tokenizers "
                 "(a --models-dir inside a ComfyUI install finds ComfyUI's own comfy/sd1_tokenizer)")
+        assert source.config_dir is not None  # single files always come with the shipped configs
         parts = single_file.load_single_file(source.location, source.config_dir, dtype)
         parts["tokenizer"], parts["tokenizer_2"] = load_tokenizers(*source.tokenizers)
         parts["scheduler_config"] = single_file.read_config(source.config_dir, "scheduler")
@@ -158,7 +159,7 @@ def _load_pretrained(location: str, dtype: torch.dtype, variant: Optional[str], 
     from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     only_local = local or catalog.offline()
-    common = dict(local_files_only=only_local)
+    common: dict[str, Any] = dict(local_files_only=only_local)
 
     def weights(cls, subfolder: str):
         try:
@@ -201,9 +202,14 @@ def resolve_layerdiffuse(options: LoadOptions, architecture: Architecture,
     attn = overrides.get("attn") or (found.attn if found else None)
     decoder = overrides.get("decoder") or (found.decoder if found else None)
     if attn is None or decoder is None:
+        from huggingface_hub import constants
+
+        hub = f"the Hugging Face cache {constants.HF_HUB_CACHE}"
+        looked = (f"{Path(options.models_dir, 'layer_model').absolute()} and {hub}" if options.models_dir
+                  else f"{hub}; no --models-dir given")
         raise ModelNotAvailable(
-            "the LayerDiffuse SDXL files are not on this machine (looked in <models-dir>/layer_model and the "
-            "Hugging Face cache): run `python -m backend models download sdxl`, or point --models-dir at a "
+            f"the LayerDiffuse SDXL files are not on this machine (looked in {looked}): run "
+            "`python -m backend models download sdxl`, or point --models-dir at a "
             "ComfyUI models folder that has layer_model/layer_xl_transparent_attn.safetensors and "
             "layer_model/vae_transparent_decoder.safetensors")
     encoder = overrides.get("encoder") or (found.encoder if found else None)

@@ -109,7 +109,7 @@ def _convert_clip_g(tensors: dict[str, torch.Tensor], config: dict[str, Any]) ->
     class _Holder:  # the converter only reads ``hidden_size`` from the model's config
         pass
 
-    holder = _Holder()
+    holder: Any = _Holder()
     holder.config = type("Config", (), {"hidden_size": config["hidden_size"]})()
     part = {k: v for k, v in tensors.items() if k.startswith(ldm_names.CLIP_G_PREFIX)}
     return convert_open_clip_checkpoint(holder, part, prefix=ldm_names.CLIP_G_PREFIX)

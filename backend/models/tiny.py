@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -16,7 +17,7 @@ TEXT_HIDDEN = 32
 TEXT_PROJECTION = 32
 TIME_EMBED = 8
 
-UNET_CONFIG = dict(
+UNET_CONFIG: dict[str, Any] = dict(
     sample_size=16,
     in_channels=4,
     out_channels=4,
@@ -34,7 +35,7 @@ UNET_CONFIG = dict(
     projection_class_embeddings_input_dim=6 * TIME_EMBED + TEXT_PROJECTION,
 )
 
-VAE_CONFIG = dict(
+VAE_CONFIG: dict[str, Any] = dict(
     in_channels=3,
     out_channels=3,
     down_block_types=("DownEncoderBlock2D",) * 4,
@@ -47,7 +48,7 @@ VAE_CONFIG = dict(
     scaling_factor=0.13025,
 )
 
-TEXT_CONFIG = dict(
+TEXT_CONFIG: dict[str, Any] = dict(
     vocab_size=0,  # set from the vocabulary
     hidden_size=TEXT_HIDDEN,
     intermediate_size=64,
@@ -61,7 +62,7 @@ TEXT_CONFIG = dict(
     pad_token_id=1,
 )
 
-SCHEDULER_CONFIG = dict(
+SCHEDULER_CONFIG: dict[str, Any] = dict(
     _class_name="EulerDiscreteScheduler",
     num_train_timesteps=1000,
     beta_start=0.00085,
@@ -121,7 +122,7 @@ def build_components(seed: int = 0, unet_overrides: dict | None = None) -> dict:
 def attention_projections(unet: torch.nn.Module) -> list[str]:
     """Names of the Linears LayerDiffuse's transparent attention offsets: q, k, v, out of attn1/attn2."""
     names = []
-    for name, module in unet.named_modules():
+    for name, _ in unet.named_modules():
         if name.endswith((".attn1", ".attn2")):
             names += [f"{name}.{p}" for p in ("to_q", "to_k", "to_v", "to_out.0")]
     return names
@@ -138,7 +139,11 @@ def build_transparent(unet: torch.nn.Module, seed: int = 0):
     values here, so tests see the latent and the encoder actually matter."""
     from backend.models.lowrank import LowRankDelta
     from backend.models.transparent_vae import (
-        TINY_DECODER_CHANNELS, TINY_ENCODER_CHANNELS, TransparentVAEDecoder, TransparentVAEEncoder)
+        TINY_DECODER_CHANNELS,
+        TINY_ENCODER_CHANNELS,
+        TransparentVAEDecoder,
+        TransparentVAEEncoder,
+    )
 
     generator = torch.Generator().manual_seed(seed + 4)
     modules = dict(unet.named_modules())
@@ -152,7 +157,8 @@ def build_transparent(unet: torch.nn.Module, seed: int = 0):
     decoder = TransparentVAEDecoder(TINY_DECODER_CHANNELS)
     torch.nn.init.normal_(decoder.latent_conv_in.weight, std=0.1)
     encoder = TransparentVAEEncoder(TINY_ENCODER_CHANNELS)
-    torch.nn.init.normal_(encoder.blocks[-1].weight, std=0.01)
+    last: Any = encoder.blocks[-1]
+    torch.nn.init.normal_(last.weight, std=0.01)
     return LowRankDelta(factors), decoder, encoder
 
 

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -123,7 +124,8 @@ def _write_configs(folder: Path, components: dict) -> None:
 def lora_layout(delta, unet: torch.nn.Module) -> dict[str, torch.Tensor]:
     """Low-rank offsets keyed exactly like the published ``layer_xl_transparent_attn`` file
     (``diffusion_model.<ldm path>.<proj>.weight::lora::0/1``), with the ldm paths of ``unet``'s config."""
-    to_ldm = {new: old for old, new in ldm_names.attention_block_map(dict(unet.config)).items()}
+    config: Any = unet.config  # diffusers' FrozenDict, typed as Tensor | Module by nn.Module
+    to_ldm = {new: old for old, new in ldm_names.attention_block_map(dict(config)).items()}
     out: dict[str, torch.Tensor] = {}
     for name, (up, down) in delta.factors.items():
         prefix = next(p for p in to_ldm if name.startswith(p + "."))

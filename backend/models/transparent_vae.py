@@ -6,7 +6,7 @@ the tiny model uses the same modules with narrower channels.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -48,13 +48,13 @@ class TransparentVAEDecoder(nn.Module):
         if len(channels) != 7:
             raise ValueError("the transparent decoder has seven levels")
         self.latent_level = latent_level
-        block = dict(temb_channels=None, resnet_eps=1e-5, resnet_act_fn="silu",
+        block: dict[str, Any] = dict(temb_channels=None, resnet_eps=1e-5, resnet_act_fn="silu",
                      resnet_groups=norm_num_groups, attention_head_dim=attention_head_dim,
                      resnet_time_scale_shift="default", dropout=0.0)
         self.conv_in = nn.Conv2d(3, channels[0], kernel_size=3, padding=1)
         self.latent_conv_in = nn.Conv2d(latent_channels, channels[latent_level - 1], kernel_size=1)
         nn.init.zeros_(self.latent_conv_in.weight)
-        nn.init.zeros_(self.latent_conv_in.bias)
+        nn.init.zeros_(self.latent_conv_in.bias)  # type: ignore[arg-type]  # Conv2d has a bias here
 
         self.down_blocks = nn.ModuleList()
         previous = channels[0]
@@ -66,7 +66,7 @@ class TransparentVAEDecoder(nn.Module):
                 **block))
             previous = out
         self.mid_block = UNetMidBlock2D(
-            in_channels=channels[-1], temb_channels=None, dropout=0.0, resnet_eps=1e-5,
+            in_channels=channels[-1], temb_channels=None, dropout=0.0,  # type: ignore[arg-type]  # None: no time embedding resnet_eps=1e-5,
             resnet_act_fn="silu", output_scale_factor=1, resnet_time_scale_shift="default",
             attention_head_dim=attention_head_dim, resnet_groups=norm_num_groups, add_attention=True)
 
@@ -97,7 +97,8 @@ class TransparentVAEDecoder(nn.Module):
             skips += residuals
         sample = self.mid_block(sample, None)
         for up in self.up_blocks:
-            count = len(up.resnets)
+            resnets: Any = up.resnets
+            count = len(resnets)
             sample = up(sample, skips[-count:], None)
             skips = skips[:-count]
         return self.conv_out(self.conv_act(self.conv_norm_out(sample)))
@@ -116,7 +117,7 @@ class TransparentVAEEncoder(nn.Module):
             previous = width
         out = nn.Conv2d(previous, latent_channels, 3, padding=1)
         nn.init.zeros_(out.weight)
-        nn.init.zeros_(out.bias)
+        nn.init.zeros_(out.bias)  # type: ignore[arg-type]  # Conv2d has a bias here
         self.blocks = nn.Sequential(*layers, out)
 
     def forward(self, alpha_rgb: torch.Tensor) -> torch.Tensor:

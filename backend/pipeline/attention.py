@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -168,16 +168,18 @@ def module_deltas(unet: nn.Module, delta: LowRankDelta) -> dict[str, RowDelta]:
 @contextlib.contextmanager
 def fusion_processors(unet: nn.Module, state: FusionState, deltas: dict[str, RowDelta]) -> Iterator[None]:
     """Install LayerFusion's processors on every attention module; restore the previous ones after."""
-    previous = unet.attn_processors
+    # diffusers' UNet declares these; nn.Module's __getattr__ types them as Tensor | Module.
+    previous: dict[str, Any] = unet.attn_processors  # type: ignore[assignment]
+    set_processor: Any = unet.set_attn_processor
     processors = {}
     for key in previous:
         name = key.removesuffix(".processor")
         processors[key] = LayerFusionAttnProcessor(name, state, deltas.get(name, RowDelta()))
-    unet.set_attn_processor(processors)
+    set_processor(processors)
     try:
         yield
     finally:
-        unet.set_attn_processor(previous)
+        set_processor(previous)
 
 
 def default_prior_block(unet: nn.Module) -> str:

@@ -140,7 +140,7 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
     # --- generation --------------------------------------------------------------------------------
 
     @torch.no_grad()
-    def __call__(  # type: ignore[override]
+    def __call__(
         self,
         foreground_prompt: str,
         background_prompt: str,

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def run(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     return subprocess.run([sys.executable, "-m", "backend", "models", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=900)
 
 
 def test_list_shows_presets_and_the_files_of_a_comfyui_models_dir(tiny_files):
@@ -30,7 +30,7 @@ def test_list_shows_presets_and_the_files_of_a_comfyui_models_dir(tiny_files):
                        (layerdiffuse.ATTN_ORIGINAL, "layerdiffuse-attn-lora"),
                        ("vae_transparent_decoder.safetensors", "layerdiffuse-decoder"),
                        ("vae_transparent_encoder.safetensors", "layerdiffuse-encoder")):
-        line = next(l for l in out.splitlines() if l.endswith(name))
+        line = next(li for li in out.splitlines() if li.endswith(name))
         assert kind in line and ("KB" in line or "MB" in line), line
     assert "LayerDiffuse: " + str(tiny_files.layer_model) in out
 

@@ -101,7 +101,7 @@ def test_full_size_checkpoint_validates_and_is_found(checkpoint):
     assert catalog.sdxl_checkpoints(models_dir) == [path, renamed]
     assert resolve_base(LoadOptions("sdxl", models_dir=str(models_dir)))[0].location == str(path)
     result = subprocess.run([sys.executable, "-m", "backend", "models", "check", str(path)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr
     assert "format: sdxl-original" in result.stdout and "fits: sdxl" in result.stdout
 

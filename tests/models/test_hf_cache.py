@@ -47,7 +47,7 @@ def hub(tmp_path_factory, tiny_files):
 
 def run(hub: Path, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_HUB_CACHE=str(hub))
-    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
 def test_sdxl_preset_loads_from_the_cache_offline(hub):
@@ -71,12 +71,12 @@ def test_models_list_shows_the_cache(hub):
     result = run(hub, "-m", "backend", "models", "list")
     assert result.returncode == 0, result.stderr
     assert f"base: {catalog.SDXL_REPO} in the HF cache" in result.stdout
-    attn = next(l for l in result.stdout.splitlines() if l.endswith(layerdiffuse.ATTN_ORIGINAL))
+    attn = next(li for li in result.stdout.splitlines() if li.endswith(layerdiffuse.ATTN_ORIGINAL))
     assert "layerdiffuse-attn-lora" in attn and f"hf-cache {catalog.LD_ORIGINAL_REPO}" in attn
-    unet = next(l for l in result.stdout.splitlines() if l.endswith("diffusion_pytorch_model.fp16.safetensors")
-                and "/unet/" in l)
+    unet = next(li for li in result.stdout.splitlines() if li.endswith("diffusion_pytorch_model.fp16.safetensors")
+                and "/unet/" in li)
     assert "diffusers-unet" in unet
-    text = next(l for l in result.stdout.splitlines() if l.endswith("text_encoder_2/model.fp16.safetensors"))
+    text = next(li for li in result.stdout.splitlines() if li.endswith("text_encoder_2/model.fp16.safetensors"))
     assert "transformers-clip-text" in text
-    vae = next(l for l in result.stdout.splitlines() if "/vae/" in l)
+    vae = next(li for li in result.stdout.splitlines() if "/vae/" in li)
     assert "diffusers-vae" in vae
