@@ -33,6 +33,8 @@ CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 CUDA_INDEX = "https://download.pytorch.org/whl/cu128"  # Windows only: Linux PyPI wheels are CUDA builds
 MANIFEST = ".layerfusion-install.json"  # beside the plugin in pykrita/: what we put there
 STAMP = "layerfusion-install.json"  # inside the venv: what pip already installed
+DIST = "layerfusion-krita"  # the backend's distribution name, as pyproject.toml's [project] has it
+COMMAND = "layerfusion"  # its console command, pyproject.toml's [project.scripts]
 ZIP_NAME = "layerfusion-krita-plugin.zip"
 SECTION, KEY = "python", "enable_" + PLUGIN
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache"}
@@ -144,6 +146,13 @@ def venv_python(venv: Path) -> Path:
     return venv / "bin" / "python"
 
 
+def venv_command(venv: Path) -> Path:
+    """The ``layerfusion`` console command pip puts beside the venv's Python."""
+    if platform.system() == "Windows":
+        return venv / "Scripts" / (COMMAND + ".exe")
+    return venv / "bin" / COMMAND
+
+
 # ---------------------------------------------------------------- kritarc: line edits, never a rewrite
 def kritarc_section(lines: List[str]) -> Tuple[Optional[int], int]:
     start, end = None, len(lines)
@@ -198,7 +207,7 @@ def kritarc_set(text: str, value: Optional[str], drop_empty_section: bool = Fals
         if not lines[at - 1].endswith("\n"):
             lines[at - 1] += newline
         lines.insert(at, "{}={}{}".format(KEY, value, newline))
-    if value is None and drop_empty_section and not any(l.strip() for l in lines[start + 1:end]):
+    if value is None and drop_empty_section and not any(line.strip() for line in lines[start + 1:end]):
         del lines[start:end]  # the section was ours and is empty again: take it and our gap line back
         if start > 0 and not lines[start - 1].strip() and (start == len(lines)):
             del lines[start - 1]
@@ -373,6 +382,7 @@ def setup_environment(args: argparse.Namespace, venv: Path, report: Report) -> N
     index = args.torch_index if args.torch_index is not None else os.environ.get("LAYERFUSION_TORCH_INDEX")
     variant = torch_variant(args.torch)
     torch_key = "{}|{}|{}".format(TORCH_VERSION, variant, index)
+    new_torch = False
     if stamp.get("torch") == torch_key:
         report.did("unchanged", "torch {} ({})".format(TORCH_VERSION, variant))
     else:
@@ -384,7 +394,7 @@ def setup_environment(args: argparse.Namespace, venv: Path, report: Report) -> N
                      .format(TORCH_VERSION, variant))
         stamp["torch"] = torch_key
         report.did("installed", "torch {} ({} build)".format(TORCH_VERSION, variant))
-        check_torch(python, variant, report)
+        new_torch = True
     wanted = ["requirements.txt"] + (["requirements-dev.txt"] if args.dev else [])
     done = stamp.setdefault("requirements", {})
     for name in wanted:
@@ -396,7 +406,41 @@ def setup_environment(args: argparse.Namespace, venv: Path, report: Report) -> N
             sys.exit("install.py: pip could not install {}; see its message above.".format(name))
         done[name] = digest
         report.did("installed", name)
+    if new_torch:  # after the requirements: torch imported without NumPy warns "Failed to initialize NumPy"
+        check_torch(python, variant, report)
+    install_package(venv, stamp, report)
     write_if_changed(stamp_path, (json.dumps(stamp, indent=2, sort_keys=True) + "\n").encode("utf-8"), report)
+
+
+def package_key(repo: Path = REPO) -> str:
+    """What the installed package was built from: pyproject.toml (entry point, packages, package data),
+    the requirements it reads as its dependencies, and where the checkout is (an editable install points
+    there). The code itself is not part of it: an editable install runs the checkout's files as they are."""
+    return sha((repo / "pyproject.toml").read_bytes() + (repo / "requirements.txt").read_bytes()
+               + str(repo).encode("utf-8"))
+
+
+def install_package(venv: Path, stamp: dict, report: Report, repo: Path = REPO) -> None:
+    """The backend as an installed package, so that ``.venv/bin/layerfusion`` works from any folder.
+
+    Editable (``pip install -e``) on purpose: the command then runs this checkout's code, the same files
+    the plugin's "Start local server" runs (server.json points at the checkout), and the tests test. Editing
+    or pulling the checkout needs no reinstall, so skipping pip while pyproject.toml and the requirements
+    are unchanged is correct. A regular install would copy the code into the venv, where it would silently
+    go stale on every edit (or force hashing every source file to stay idempotent). ``--no-deps``: the
+    requirements were installed just before, pinned, with the torch build chosen here."""
+    key = package_key(repo)
+    command = venv_command(venv)
+    if stamp.get("package") == key and command.is_file():
+        report.did("unchanged", "{} command ({} -e {})".format(COMMAND, DIST, repo))
+        return
+    if not pip(venv_python(venv), ["--no-deps", "-e", str(repo)]):
+        sys.exit("install.py: pip could not install the backend package ({} -e {}); see its message above."
+                 .format(DIST, repo))
+    if not command.is_file():
+        sys.exit("install.py: pip installed {} but {} is missing.".format(DIST, command))
+    stamp["package"] = key
+    report.did("installed", "{} command: {}".format(COMMAND, command))
 
 
 def check_torch(python: Path, variant: str, report: Report) -> None:
@@ -466,11 +510,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             uninstall_plugin(target, report)
         stamp = venv / STAMP
         if not args.plugin_only and stamp.is_file():
-            created = json.loads(stamp.read_text(encoding="utf-8")).get("created_by_install")
-            if created:
+            state = json.loads(stamp.read_text(encoding="utf-8"))
+            if state.get("created_by_install"):
                 shutil.rmtree(str(venv))
                 report.did("removed", venv)
             else:
+                if state.get("package") and venv_python(venv).exists():  # someone else's venv: just ours
+                    command = [str(venv_python(venv)), "-m", "pip", "uninstall", "-y", DIST]
+                    if subprocess.run(command, stdout=subprocess.DEVNULL).returncode == 0:
+                        report.did("removed", "{} ({} command)".format(DIST, COMMAND))
                 stamp.unlink()
                 report.did("removed", stamp)
         print("\n" + ("Uninstalled. Restart Krita." if report.changed else "Nothing to remove."))
@@ -493,15 +541,19 @@ def main(argv: Optional[List[str]] = None) -> int:
 def print_next(venv: Path, args: argparse.Namespace, report: Report) -> None:
     python = venv_python(venv)
     here = Path.cwd()
-    rel = str(python.relative_to(REPO)) if REPO in python.parents else str(python)
-    cd = "" if here == REPO else "cd {} && ".format(REPO)  # `-m backend` runs from the checkout
+    command = venv_command(venv)
+    if command.is_file() or not python.exists():  # the installed command works from any folder
+        run = str(command.relative_to(here)) if here in command.parents else str(command)
+    else:  # a venv this run did not set up: `-m backend` runs from the checkout
+        rel = str(python.relative_to(REPO)) if REPO in python.parents else str(python)
+        run = "{}{} -m backend".format("" if here == REPO else "cd {} && ".format(REPO), rel)
     print("\nNext:")
     if args.plugin_only and not python.exists():
         print("  - the plugin expects the backend at {}: run `python3 install.py` to build it".format(python))
     print("  - restart Krita, then Settings > Dockers > LayerFusion; press 'Start local server' there,")
-    print("    or run the backend yourself:  {}{} -m backend serve".format(cd, rel))
-    print("  - try it without Krita:  {}{} -m backend generate --fg \"a glass of water\" "
-          "--bg \"a wooden table\" --out outputs/first".format(cd, rel))
+    print("    or run the backend yourself:  {} serve".format(run))
+    print("  - try it without Krita:  {} generate --fg \"a glass of water\" "
+          "--bg \"a wooden table\" --out outputs/first".format(run))
     if not args.models:
         print("  - the offline default is the tiny test model, which paints NOISE;"
               " for real pictures on a GPU:"

@@ -1,22 +1,23 @@
-"""``python -m backend``: serve, generate, reblend and models, one module per command."""
+"""``layerfusion`` (or ``python -m backend``): serve, generate, reblend and models, one module per command."""
 from __future__ import annotations
 
 import argparse
 import importlib
-import logging
-import sys
 from typing import Sequence
+
+from backend.cli import quiet
 
 # Each command module exposes ``register(subparsers)``; the parser it adds sets ``func``.
 COMMANDS = ("backend.cli.serve", "backend.cli.generate", "backend.cli.models")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(prog: str = "layerfusion") -> argparse.ArgumentParser:
     from backend import __version__
 
-    parser = argparse.ArgumentParser(prog="python -m backend", description="LayerFusion backend")
+    parser = argparse.ArgumentParser(prog=prog, description="LayerFusion backend")
     parser.add_argument("--version", action="version", version=__version__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="debug logging, and the libraries' warnings (hidden by default)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
         try:
@@ -29,12 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, prog: str = "layerfusion") -> int:
+    """The ``layerfusion`` console command (pyproject.toml) and ``python -m backend``."""
+    parser = build_parser(prog)
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    quiet.configure(args.verbose, args.command)
     return int(args.func(args) or 0)

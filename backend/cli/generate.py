@@ -129,6 +129,7 @@ def _run(args: argparse.Namespace, request) -> int:
     from backend.export.openraster import write_openraster
     from backend.models.loading import ModelNotAvailable
     from backend.pipeline.engine import Engine
+    from backend.pipeline.faults import is_out_of_memory, out_of_memory_message
 
     engine = Engine(load_options(args))
     bar = tqdm(desc=request.kind.value, unit="step", file=sys.stderr, delay=0.1)
@@ -146,6 +147,12 @@ def _run(args: argparse.Namespace, request) -> int:
         return _fail(err)
     except ModelNotAvailable as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:
+        if not is_out_of_memory(err):
+            raise
+        width, height = request.size
+        print(f"error: {out_of_memory_message(engine.device_description, width, height)}", file=sys.stderr)
         return 1
     finally:
         bar.close()

@@ -123,11 +123,20 @@ class Worker:
             self.book.post(self.book.finish, job, outcome)
 
     def _load(self) -> Optional[str]:
+        from backend.models.loading import ModelNotAvailable
+
         started = time.perf_counter()
+        model = getattr(self.engine, "model", "?")
         try:
             self.engine.load()
+        except ModelNotAvailable as err:
+            # Expected (files missing, no such device, offline): one line that says why, no traceback.
+            message = "the model could not be loaded: %s" % _short(err)
+            log.error("the model %r could not be loaded: %s", model, _short(err))
+            self.book.post(self.book.set_health, ServerState.error, message)
+            return message
         except Exception as err:
-            log.exception("the model %r could not be loaded", getattr(self.engine, "model", "?"))
+            log.exception("the model %r could not be loaded", model)
             message = "the model could not be loaded: %s: %s" % (type(err).__name__, _short(err))
             self.book.post(self.book.set_health, ServerState.error, message)
             return message
@@ -200,6 +209,11 @@ class Worker:
         return Outcome(state=JobState.failed, finished=time.time(), params=job.params, error=error)
 
 
-def _short(err: BaseException, limit: int = 300) -> str:
-    text = str(err).strip().splitlines()[0] if str(err).strip() else ""
-    return text[:limit]
+def _short(err: BaseException, limit: int = 4000) -> str:
+    """The error's whole text on one line (a reason that says where to look must not lose its end), cut
+    only past ``limit`` characters, at a word boundary, with an ellipsis."""
+    text = " ".join(str(err).split())
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > 0 else limit] + " …"

@@ -16,7 +16,7 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 def backend(*args):
     return subprocess.run([sys.executable, "-m", "backend", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=900)
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +98,22 @@ def test_reblend_refuses_a_truncated_png(generated, tmp_path):
                      "--fg", "a", "--bg", "b", "--out", str(tmp_path / "x"))
     assert result.returncode == 2 and "error (foreground_png): 'foreground_png' could not be decoded" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_out_of_memory_is_one_plain_line(tmp_path, monkeypatch, capsys):
+    """torch running out of memory inside the UNet: the command says what to try, exits 1, no traceback."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from backend.cli import main
+
+    def exhausted(self, *args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(UNet2DConditionModel, "forward", exhausted)
+    code = main(["generate", "--fg", "a glass", "--bg", "a table", "--size", "64x64", "--steps", "2",
+                 "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "ran out of memory at 64x64" in err and "--cpu-offload" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # nothing half-written

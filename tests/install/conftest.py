@@ -74,7 +74,7 @@ class Installer:
     def run(self, home: KritaHome, *args: str) -> subprocess.CompletedProcess:
         result = subprocess.run(
             [sys.executable, str(self.repo / "install.py"), *args], env=home.env(), cwd=str(home.root),
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=300,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True, timeout=900,
         )
         assert result.returncode == 0, result.stdout
         return result

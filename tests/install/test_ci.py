@@ -36,7 +36,7 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
 def test_readme_first_commands_set_up_then_generate() -> None:
     setup, generate = fenced_blocks("Set up and generate")[0]
     assert setup == "python3 install.py"
-    assert generate.startswith(".venv/bin/python -m backend generate ")
+    assert generate.startswith(".venv/bin/layerfusion generate ")
     text = (REPO / "README.md").read_text()
     assert "noise" in text.lower() and "--models sdxl" in text
 
