@@ -21,7 +21,11 @@ def qapp():
 
 
 
-def wait_for(app, condition: Callable[[], bool], limit: float = 120.0) -> None:
+# Generous: the limit only guards against a hang, and a loaded 2-core machine runs jobs slowly.
+SPIN_LIMIT_S = 600.0
+
+
+def wait_for(app, condition: Callable[[], bool], limit: float = SPIN_LIMIT_S) -> None:
     """Spin the Qt event loop until ``condition`` holds; the limit only guards against a hang."""
     deadline = time.monotonic() + limit
     while not condition():
@@ -33,4 +37,4 @@ def wait_for(app, condition: Callable[[], bool], limit: float = 120.0) -> None:
 
 @pytest.fixture
 def spin(qapp):
-    return lambda condition, limit=120.0: wait_for(qapp, condition, limit)
+    return lambda condition, limit=SPIN_LIMIT_S: wait_for(qapp, condition, limit)

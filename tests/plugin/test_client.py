@@ -6,7 +6,7 @@ from layerfusion.pixels import decode_png, has_partial_alpha
 from layerfusion.sse import SseParser
 from layerfusion.wire import protocol, validated
 
-from tests.plugin.launch import free_port
+from tests.plugin.launch import unused_port
 
 
 def generate_body(**extra):
@@ -49,11 +49,12 @@ def test_health_reports_connected(qapp, live_backend, spin):
 
 
 def test_health_reports_offline_with_reason(qapp, spin):
-    monitor = HealthMonitor(Api("http://127.0.0.1:%d" % free_port()), interval_ms=100000)
-    changes = []
-    monitor.changed.connect(changes.append)
-    monitor.start()
-    spin(lambda: bool(changes))
+    with unused_port() as port:
+        monitor = HealthMonitor(Api("http://127.0.0.1:%d" % port), interval_ms=100000)
+        changes = []
+        monitor.changed.connect(changes.append)
+        monitor.start()
+        spin(lambda: bool(changes))
     assert changes[-1].kind == "offline"
     assert "nothing is listening" in changes[-1].text
 
@@ -89,7 +90,8 @@ def test_cancel_stops_a_running_job(qapp, live_backend, spin):
 
 
 def test_cancel_before_the_server_answered(qapp, live_backend, spin):
-    seen = run_job(Api(live_backend.url), generate_body(steps=50), spin, on_start=lambda run: run.cancel())
+    # 200 steps: the job is still queued or running when the cancel follows the server's answer.
+    seen = run_job(Api(live_backend.url), generate_body(steps=200), spin, on_start=lambda run: run.cancel())
     assert seen["outcome"].state == "cancelled"
 
 
@@ -107,6 +109,7 @@ def test_too_large_for_the_model_is_reported(qapp, live_backend, spin):
 
 
 def test_offline_server_fails_the_job_in_words(qapp, spin):
-    seen = run_job(Api("http://127.0.0.1:%d" % free_port()), generate_body(), spin)
+    with unused_port() as port:
+        seen = run_job(Api("http://127.0.0.1:%d" % port), generate_body(), spin)
     assert seen["outcome"].state == "failed"
     assert "nothing is listening" in seen["outcome"].error

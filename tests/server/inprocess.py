@@ -23,7 +23,7 @@ async def app_client(
     app = create_app(ServerConfig(loading=LoadOptions(model="tiny"), output_dir=output_dir, port=0, **config))
     async with TestClient(TestServer(app)) as client:
         if wait_ready:
-            deadline = time.monotonic() + 300
+            deadline = time.monotonic() + 900  # a hang guard: building the model on a loaded machine is slow
             while True:
                 health = await (await client.get("/v1/health")).json()
                 if health["state"] == "ready":

@@ -7,6 +7,7 @@ import base64
 import io
 import json
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
@@ -15,7 +16,7 @@ from PIL import Image
 
 from shared.protocol import MAX_UPLOAD_BYTES
 from tests.server.inprocess import app_client
-from tests.support.api import generate_body, png_base64
+from tests.support.api import WAIT_S, generate_body, png_base64
 
 JSON = {"Content-Type": "application/json"}
 
@@ -164,12 +165,22 @@ def test_every_malformed_request_is_a_4xx_json_error(tmp_path: Path) -> None:
     assert result["jobs after all that"]["jobs"] == []  # nothing malformed was queued
 
 
+async def _wait_running(client: Any, job_id: str, timeout: float = WAIT_S) -> None:
+    """Until the worker has taken the job (a 200-step one: it then runs far longer than the test needs)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = (await (await client.get("/v1/jobs/" + job_id)).json())["state"]
+        if state == "running":
+            return
+        assert state == "queued" and time.monotonic() < deadline, (job_id, state)
+        await asyncio.sleep(0.02)
+
+
 async def _fill_queue(output: Path) -> Dict[str, Any]:
     async with app_client(output, max_queue=1) as client:
         long = json.dumps(generate_body(seed=1, steps=200)).encode()
         first = await (await client.post("/v1/jobs", data=long, headers=JSON)).json()
-        while (await (await client.get("/v1/jobs/" + first["id"])).json())["state"] != "running":
-            await asyncio.sleep(0.02)
+        await _wait_running(client, first["id"])
         second = await client.post("/v1/jobs", data=long, headers=JSON)
         third = await client.post("/v1/jobs", data=long, headers=JSON)
         out = {
@@ -204,8 +215,7 @@ async def _upload_budget(output: Path) -> Dict[str, Any]:
                 "/v1/jobs", data=json.dumps(generate_body(seed=1, steps=200)).encode(), headers=JSON
             )
         ).json()
-        while (await (await client.get("/v1/jobs/" + long["id"])).json())["state"] != "running":
-            await asyncio.sleep(0.02)
+        await _wait_running(client, long["id"])
         body = json.dumps(_reblend()).encode()
         first = await client.post("/v1/jobs", data=body, headers=JSON)
         second = await client.post("/v1/jobs", data=body, headers=JSON)

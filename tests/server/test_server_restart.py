@@ -9,7 +9,7 @@ from typing import Any, Dict
 
 import aiohttp
 
-from tests.support.api import Api, generate_body
+from tests.support.api import Api, Listener, generate_body
 from tests.support.backend_process import BackendProcess
 
 
@@ -74,14 +74,15 @@ def test_restart_serves_earlier_results(tmp_path: Path) -> None:
 async def _stop_while_busy(backend: BackendProcess) -> Dict[str, Any]:
     async with aiohttp.ClientSession() as session:
         api = Api(session, backend.url)
+        # 200 steps: far longer than the few requests below take, however loaded the machine.
         running = await api.submit(generate_body(seed=41, steps=200))
         queued = await api.submit(generate_body(seed=42, steps=2))
-        listener = asyncio.ensure_future(api.all_events(queued))
-        while (await api.status(running))["state"] != "running":
-            await asyncio.sleep(0.02)
+        listener = Listener(api, queued)
+        await listener.started()  # connected, and the queued job's first status is in
+        await api.wait_state(running, "running")
         # SIGTERM while a job runs and a client listens to a job that will not run now.
         code = await asyncio.get_running_loop().run_in_executor(None, backend.stop)
-        events = await listener
+        events = await listener.finished()
         return {"running": running, "queued": queued, "code": code, "events": events}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -12,6 +13,10 @@ import aiohttp
 from PIL import Image
 
 Event = Tuple[str, Dict[str, Any]]
+FINAL_STATES = ("done", "failed", "cancelled")
+# How long a test waits for a state it needs before it gives up: a guard against a hang on a loaded
+# machine, never a timing assertion.
+WAIT_S = 300.0
 
 
 def generate_body(seed: int = 1, size: int = 64, steps: int = 2, **extra: Any) -> Dict[str, Any]:
@@ -87,6 +92,21 @@ class Api:
                 elif line.startswith("data:"):
                     data.append(line[5:].strip())
 
+    async def wait_state(self, job_id: str, *states: str, timeout: float = WAIT_S) -> Dict[str, Any]:
+        """Polls the job until its state is in ``states``; fails if it ends otherwise, or at ``timeout``."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            status = await self.status(job_id)
+            if status["state"] in states:
+                return status
+            if status["state"] in FINAL_STATES:
+                raise ApiError("job %s ended %s while waiting for %s" % (job_id, status["state"], states))
+            if loop.time() > deadline:
+                raise ApiError("job %s still %s after %.0f s, waiting for %s"
+                               % (job_id, status["state"], timeout, states))
+            await asyncio.sleep(0.02)
+
     async def all_events(self, job_id: str) -> List[Event]:
         return [event async for event in self.events(job_id)]
 
@@ -122,6 +142,45 @@ class Api:
             )
         assert response.content_type == "application/json", response.content_type
         return json.loads(text)
+
+
+class Listener:
+    """Reads one job's event stream in a background task, as a second client would.
+
+    ``started`` waits until the stream is open and its first event (the job's status) is in, so a test
+    can rely on the listener being connected before it changes anything on the server.
+    """
+
+    def __init__(self, api: Api, job_id: str) -> None:
+        self.job_id = job_id
+        self.events: List[Event] = []
+        self._first = asyncio.Event()
+        self.task = asyncio.ensure_future(self._read(api))
+
+    async def _read(self, api: Api) -> List[Event]:
+        async for event in api.events(self.job_id):
+            self.events.append(event)
+            self._first.set()
+        return self.events
+
+    async def started(self, timeout: float = WAIT_S) -> Event:
+        first = asyncio.ensure_future(self._first.wait())
+        try:
+            done, _ = await asyncio.wait({first, self.task}, timeout=timeout,
+                                         return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            first.cancel()
+        if not self._first.is_set():
+            if self.task in done:
+                self.task.result()  # the stream failed: raise its error
+                raise ApiError("the event stream of %s ended without an event" % self.job_id)
+            self.task.cancel()
+            raise ApiError("no event from %s within %.0f s" % (self.job_id, timeout))
+        return self.events[0]
+
+    async def finished(self, timeout: float = WAIT_S) -> List[Event]:
+        """Every event, once the stream has ended."""
+        return await asyncio.wait_for(self.task, timeout)
 
 
 def png_base64(image: Image.Image) -> str:
