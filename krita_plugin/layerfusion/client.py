@@ -6,7 +6,7 @@ Krita keeps painting while a job runs. Errors become plain sentences for the doc
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 from .qt import (
     CONNECTION_REFUSED,
@@ -207,10 +207,12 @@ class JobRun(QObject):
     state_changed = pyqtSignal(str)  # queued, running, ...
     finished = pyqtSignal(object)  # JobOutcome, exactly once
 
-    def __init__(self, api: Api, body: Dict[str, Any], parent: Optional[QObject] = None) -> None:
+    def __init__(self, api: Api, body: Dict[str, Any], parent: Optional[QObject] = None,
+                 maps: Sequence[str] = ()) -> None:
         super().__init__(parent)
         self.api = api
         self.body = body
+        self.maps = tuple(maps)  # which of protocol.MAP_NAMES to fetch besides the layers
         self.kind = str(body.get("kind", ""))
         self.job_id = ""
         self.done = False
@@ -343,8 +345,9 @@ class JobRun(QObject):
 
     def _fetch_images(self, status: Any) -> None:
         self._params = status.params
-        # The layers only: the method's maps stay on the server unless asked for.
-        self._wanted = {n: url for n, url in (status.images or {}).items() if n in protocol.LAYER_NAMES}
+        # The layers, and of the method's maps only those asked for: the rest stay on the server.
+        names = set(protocol.LAYER_NAMES) | set(self.maps)
+        self._wanted = {n: url for n, url in (status.images or {}).items() if n in names}
         if not self._wanted:
             self._finish(JobOutcome(self.job_id, self.kind, "failed", status.params, error="the job made no images"))
             return

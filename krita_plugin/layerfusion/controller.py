@@ -12,7 +12,7 @@ from .docker import Panel
 from .pixels import decode_triplet, encode_png, fitted, image_from_bgra, in_background, thumbnail
 from .qt import QObject, QTimer, pyqtSignal
 from .settings import Settings
-from .targets import HistoryEntry, ReblendSource, Target, UserError, history_label
+from .targets import MASK, HistoryEntry, ReblendSource, Target, UserError, history_label
 from .wire import ProtocolError, protocol, validated
 
 
@@ -57,6 +57,7 @@ class Controller(QObject):
         panel.generate_clicked.connect(self.generate)
         panel.reblend_clicked.connect(lambda: self.reblend())
         panel.cancel_clicked.connect(self.cancel_latest)
+        panel.select_foreground_clicked.connect(self.select_foreground)
         panel.reinsert_requested.connect(self.reinsert)
         panel.settings_changed.connect(self._settings_changed)
         self.monitor.changed.connect(self._connection)
@@ -98,20 +99,24 @@ class Controller(QObject):
         except ProtocolError as err:
             self.panel.show_error("Cannot send this request: %s" % err.message)
             return None
-        run = self._start(body, lambda outcome: self._generated(target, outcome))
+        mask = s.insert_mask  # as the option stood when the job was asked for
+        run = self._start(body, lambda outcome: self._generated(target, outcome, mask), (MASK,) if mask else ())
         self.panel.show_message("Generating %d×%d…" % (target.gen_width, target.gen_height))
         return run
 
-    def _generated(self, target: Target, outcome: JobOutcome) -> None:
+    def _generated(self, target: Target, outcome: JobOutcome, mask: bool = False) -> None:
         if outcome.state != "done":
             self._report(outcome)
             return
         entry = HistoryEntry(outcome.job_id, history_label(outcome.params), outcome.params, outcome.images)
         self._remember(entry)
-        self._insert(target, entry, outcome)
+        self._insert(target, entry, outcome, mask)
 
-    def _insert(self, target: Target, entry: HistoryEntry, outcome: Optional[JobOutcome] = None) -> None:
+    def _insert(self, target: Target, entry: HistoryEntry, outcome: Optional[JobOutcome] = None,
+                mask: bool = False) -> None:
         images = dict(entry.images)
+        if not mask:
+            images.pop(MASK, None)
         if entry.params.get("blend") == protocol.BlendMode.none.value:
             images.pop("blend", None)
 
@@ -249,8 +254,8 @@ class Controller(QObject):
         in_background(lambda: decode_triplet({"blend": outcome.images["blend"]}, t.width, t.height), decoded)
 
     # ---- jobs ------------------------------------------------------------------------------------
-    def _start(self, body: Dict[str, Any], done: Callable[[JobOutcome], None]) -> JobRun:
-        run = JobRun(self.api, body, self)
+    def _start(self, body: Dict[str, Any], done: Callable[[JobOutcome], None], maps: Any = ()) -> JobRun:
+        run = JobRun(self.api, body, self, maps)
         self.runs.append(run)
         run.progress.connect(lambda step, total: self._progress(run, step, total))
 
@@ -347,10 +352,11 @@ class Controller(QObject):
         except UserError as err:
             self.panel.show_error(str(err))
             return
-        if entry.images:
-            self._insert(target, entry)
+        mask = self.panel.values().insert_mask
+        if entry.images and (MASK in entry.images or not mask):
+            self._insert(target, entry, mask=mask)
             return
-        run = JobRun(self.api, {"kind": "generate"}, self)
+        run = JobRun(self.api, {"kind": "generate"}, self, (MASK,) if mask else ())
 
         def fetched(outcome: JobOutcome) -> None:
             run.deleteLater()
@@ -358,10 +364,20 @@ class Controller(QObject):
                 self.panel.show_error("Could not fetch that result again: %s" % outcome.error)
                 return
             entry.images = outcome.images
-            self._insert(target, entry)
+            self._insert(target, entry, mask=mask)
 
         run.finished.connect(fetched)
         run.attach(job_id)
+
+    @guarded
+    def select_foreground(self) -> bool:
+        try:
+            self.documents.select_foreground()
+        except UserError as err:
+            self.panel.show_error(str(err))
+            return False
+        self.panel.show_message("Selected the foreground's alpha.")
+        return True
 
     def shutdown(self) -> None:
         self.monitor.stop()

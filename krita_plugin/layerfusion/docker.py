@@ -50,6 +50,7 @@ class Panel(QWidget):
     generate_clicked = pyqtSignal()
     reblend_clicked = pyqtSignal()
     cancel_clicked = pyqtSignal()
+    select_foreground_clicked = pyqtSignal()
     start_server_clicked = pyqtSignal()
     reinsert_requested = pyqtSignal(str)  # job id
     settings_changed = pyqtSignal()
@@ -148,6 +149,14 @@ class Panel(QWidget):
         outer.addLayout(buttons)
         self.auto_reblend = QCheckBox("Auto re-blend when the foreground stops moving")
         outer.addWidget(self.auto_reblend)
+        mask_row = QHBoxLayout()
+        self.insert_mask = QCheckBox("Also insert the mask")
+        self.insert_mask.setToolTip("Add the method's hard mask as a hidden layer “Mask” below the Foreground")
+        self.select_foreground = QPushButton("Select foreground")
+        self.select_foreground.setToolTip("Select the active LayerFusion Foreground's (or paint layer's) alpha")
+        mask_row.addWidget(self.insert_mask, 1)
+        mask_row.addWidget(self.select_foreground)
+        outer.addLayout(mask_row)
         self.progress = QProgressBar()
         self.progress.setFormat("step %v/%m")
         self.progress.setRange(0, 1)
@@ -172,6 +181,7 @@ class Panel(QWidget):
         self.generate.clicked.connect(self.generate_clicked)
         self.reblend.clicked.connect(self.reblend_clicked)
         self.cancel.clicked.connect(self.cancel_clicked)
+        self.select_foreground.clicked.connect(self.select_foreground_clicked)
         self.start_server.clicked.connect(self.start_server_clicked)
         self.history.itemDoubleClicked.connect(lambda item: self.reinsert_requested.emit(item.data(Qt.UserRole)))
         for box in (self.foreground, self.background):
@@ -182,7 +192,7 @@ class Panel(QWidget):
             combo.currentIndexChanged.connect(self.settings_changed)
         for spin in (self.seed, self.steps, self.guidance, self.strength, self.threshold, self.coefficient):
             spin.valueChanged.connect(self.settings_changed)
-        for check in (self.random_seed, self.auto_reblend):
+        for check in (self.random_seed, self.auto_reblend, self.insert_mask):
             check.toggled.connect(self.settings_changed)
 
     # ---- settings ------------------------------------------------------------------------------
@@ -209,6 +219,7 @@ class Panel(QWidget):
                 self.resolution.addItem("%d pixels" % values.target_pixels, values.target_pixels)
                 _select(self.resolution, values.target_pixels)
             self.auto_reblend.setChecked(values.auto_reblend)
+            self.insert_mask.setChecked(values.insert_mask)
             self.advanced.setChecked(False)
         finally:
             self.blockSignals(False)
@@ -233,6 +244,7 @@ class Panel(QWidget):
             mask_source=str(self.mask_source.currentData()),
             content_prior=str(self.content_prior.currentData()),
             auto_reblend=self.auto_reblend.isChecked(),
+            insert_mask=self.insert_mask.isChecked(),
             target_pixels=int(self.resolution.currentData()),
             history_limit=getattr(self, "_history_limit", 12),
         )

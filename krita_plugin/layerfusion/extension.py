@@ -9,10 +9,12 @@ from .docker import Panel
 from .qt import QScrollArea, QTimer, sip
 from .reblend import AutoReblend, KritaSide
 from .server_process import LocalServer
+from .targets import UserError
 
 DOCKER_ID = "layerfusion_docker"
 ACTION_GENERATE = "layerfusion_generate"
 ACTION_REBLEND = "layerfusion_reblend"
+ACTION_SELECT_FOREGROUND = "layerfusion_select_foreground"
 
 
 class _Core:
@@ -52,21 +54,24 @@ class LayerFusionExtension(Extension):
     def setup(self) -> None:
         CORE.hook_closing()
 
-    def createActions(self, window) -> None:  # noqa: N802  (Krita's name)
+    def createActions(self, window) -> None:  # Krita's name (camelCase)
         # Tools > Scripts; shortcuts are set in Settings > Configure Krita > Keyboard Shortcuts.
         generate = window.createAction(ACTION_GENERATE, "Generate into layers", "tools/scripts")
         generate.triggered.connect(lambda: self._run("generate"))
         reblend = window.createAction(ACTION_REBLEND, "Regenerate blend", "tools/scripts")
         reblend.triggered.connect(lambda: self._run("reblend"))
+        select = window.createAction(ACTION_SELECT_FOREGROUND, "Select foreground", "tools/scripts")
+        select.triggered.connect(lambda: self._run("select_foreground"))
 
     def _run(self, what: str) -> None:
         controller = CORE.current()
-        if controller is None:
-            return
-        if what == "generate":
-            controller.generate()
-        else:
-            controller.reblend()
+        if controller is not None:
+            getattr(controller, what)()  # generate, reblend, select_foreground: messages in the docker
+        elif what == "select_foreground":  # needs no server, so it works without the docker too
+            try:
+                CORE.side.select_foreground()
+            except UserError as err:
+                print("LayerFusion:", err)  # no docker to say it in
 
 
 class LayerFusionDocker(DockWidget):
@@ -91,5 +96,5 @@ class LayerFusionDocker(DockWidget):
         CORE.server.message.connect(self.panel.show_message)
         CORE.server.message.connect(lambda _m: QTimer.singleShot(1000, self.controller.monitor.poll))
 
-    def canvasChanged(self, canvas) -> None:  # noqa: N802  (Krita's name)
+    def canvasChanged(self, canvas) -> None:  # Krita's name (camelCase)
         pass  # the controller always asks Krita for the active document when it acts

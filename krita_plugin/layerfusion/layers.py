@@ -8,14 +8,14 @@ step (KRITA.md) — that is how the triplet goes in, and why nothing is half-ins
 import json
 from typing import Any, Dict, Iterator, List, Optional
 
-from krita import Krita  # type: ignore[import-not-found]
+from krita import Krita, Selection  # type: ignore[import-not-found]
 
-from .targets import Target, UserError
-from .qt import QByteArray, QUuid
+from .qt import QByteArray, QRect, QUuid
+from .targets import LAYER_STACK, Target, UserError, layer_plan
 from .wire import sizes
 
 ANNOTATION = "layerfusion"  # one JSON document annotation: group uid -> what was generated there
-LAYER_NAMES = (("background", "Background"), ("foreground", "Foreground"), ("blend", "Blend"))
+LAYER_NAMES = tuple((role, name) for role, name, _visible in LAYER_STACK)  # role -> layer name
 
 
 def uid(node: Any) -> str:
@@ -126,7 +126,7 @@ class KritaDocuments:
 
     def insert_steps(self, target: Target, layers: Dict[str, bytes], params: Dict[str, Any],
                      job_id: str) -> Iterator[None]:
-        """Insert Background, Foreground and Blend in one new group, as one undo step; all or nothing.
+        """Insert Background, (Mask,) Foreground and Blend in one new group, as one undo step; all or nothing.
 
         A generator: it yields after each layer's pixels are copied, so the caller can give the event
         loop a turn in between (a 1024² layer costs ~15 ms). The group stays detached, invisible and
@@ -140,12 +140,15 @@ class KritaDocuments:
             raise UserError("The server's result lacks the foreground or the background.")
         group = doc.createGroupLayer(group_name(params))
         ids: Dict[str, str] = {}
-        for role, name in LAYER_NAMES:
-            if role not in layers:
-                continue
+        for role, name, visible in layer_plan(layers):
             node = doc.createNode(name, "paintlayer")
+            # The Mask arrives as opaque grey (B = G = R = mask, A = 255, how pixels.py decodes a grey
+            # PNG), not as white with alpha = mask: shown, it reads as the matte the method made, its
+            # values are the PNG's own (no colour lost under zero alpha), and Select foreground already
+            # turns the alpha into a selection.
             node.setPixelData(QByteArray(layers[role]), target.x, target.y, target.width, target.height)
-            group.addChildNode(node, None)  # appended on top: Background, Foreground, Blend
+            node.setVisible(visible)
+            group.addChildNode(node, None)  # appended on top: Background, (Mask,) Foreground, Blend
             ids[role] = uid(node)
             yield
         if not self.is_open(doc):
@@ -174,3 +177,33 @@ class KritaDocuments:
         # Krita 5.1's addChildNode does not mark the new pixels dirty; this re-renders asynchronously.
         doc.refreshProjection()
         return group
+
+    def select_foreground(self, doc: Optional[Any] = None, node: Optional[Any] = None) -> Any:
+        """Set the selection to the alpha of ``foreground_of(doc, node)``; returns that layer."""
+        doc = doc if doc is not None else self.active()
+        node = foreground_of(doc, node)
+        if node is None:
+            raise UserError("Select a LayerFusion group (or one of its layers) or a paint layer first.")
+        if doc.colorModel() != "RGBA" or doc.colorDepth() != "U8":
+            raise UserError("Select foreground needs an 8-bit RGBA document.")
+        b = node.bounds().intersected(QRect(0, 0, doc.width(), doc.height()))
+        alpha = bytes(node.pixelData(b.x(), b.y(), b.width(), b.height()))[3::4] if not b.isEmpty() else b""
+        if not any(alpha):
+            raise UserError("The layer “%s” has no visible pixels on the canvas to select." % node.name())
+        selection = Selection()
+        selection.setPixelData(QByteArray(alpha), b.x(), b.y(), b.width(), b.height())
+        doc.setSelection(selection)
+        return node
+
+
+def foreground_of(doc: Any, node: Optional[Any] = None) -> Optional[Any]:
+    """The Foreground of the LayerFusion group holding ``node`` (default: the active node), if it is
+    in one; else ``node`` itself when it is a paint layer; else None."""
+    node = node if node is not None else doc.activeNode()
+    records = read_records(doc)
+    walk = node
+    while walk is not None:
+        if uid(walk) in records:
+            return member(doc, walk, "foreground")
+        walk = walk.parentNode()
+    return node if node is not None and node.type() == "paintlayer" else None

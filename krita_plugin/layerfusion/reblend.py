@@ -8,9 +8,9 @@ Krita emits no signal when a layer moves, hence the polling watcher below.
 from typing import Any, Dict, Optional, Tuple
 
 from .controller import Controller
-from .targets import ReblendSource, Target, UserError
 from .layers import KritaDocuments, by_uid, children, find_group, member, read_records, uid, write_records
 from .qt import QByteArray, QObject, QTimer
+from .targets import MASK, ReblendSource, Target, UserError
 
 POLL_MS = 250
 SETTLE_MS = 700  # the foreground must stay put this long before an automatic re-blend
@@ -34,8 +34,8 @@ def read_source(doc: Any, group: Any) -> ReblendSource:
 
 
 def blend_layers(doc: Any, group: Any) -> list:
-    """The group's blend layers, bottom to top: every child that is neither Foreground nor Background."""
-    keep = {uid(n) for n in (member(doc, group, "foreground"), member(doc, group, "background")) if n is not None}
+    """The group's blend layers, bottom to top: every child that is not Foreground, Background or Mask."""
+    keep = {uid(n) for n in (member(doc, group, role) for role in ("foreground", "background", MASK)) if n is not None}
     return [n for n in children(group) if uid(n) not in keep]
 
 

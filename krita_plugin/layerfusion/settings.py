@@ -27,6 +27,7 @@ class Settings:
     mask_source: str = protocol.MaskSource.product.value
     content_prior: str = protocol.ContentPrior.layerwise.value
     auto_reblend: bool = False
+    insert_mask: bool = False  # also fetch the hard mask and insert it as a hidden "Mask" layer
     # Pixels the model works at; SDXL's one megapixel unless a smaller (test, preview) size is wanted.
     target_pixels: int = sizes.SDXL_PIXELS
     history_limit: int = 12

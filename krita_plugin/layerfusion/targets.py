@@ -1,6 +1,12 @@
 """The plain data the controller and the document side hand each other (no Qt, no Krita)."""
 from dataclasses import dataclass, field
-from typing import Any, Dict
+from typing import Any, Dict, List, Tuple
+
+MASK = "mask_hard"  # the one method map the plugin can insert: as the hidden layer "Mask"
+# A generated group's layers, bottom to top: (image name, layer name, visible). The Mask sits below
+# the Foreground and stays hidden: it is there to be looked at or turned into a selection, not seen.
+LAYER_STACK = (("background", "Background", True), (MASK, "Mask", False),
+               ("foreground", "Foreground", True), ("blend", "Blend", True))
 
 
 class UserError(Exception):
@@ -45,3 +51,8 @@ def history_label(params: Dict[str, Any]) -> str:
     bg = str(params.get("background_prompt", "")).strip() or "?"
     seed = params.get("seed")
     return "%s / %s%s" % (fg, bg, " · seed %s" % seed if seed is not None else "")
+
+
+def layer_plan(layers: Dict[str, Any]) -> List[Tuple[str, str, bool]]:
+    """The LAYER_STACK entries a result holds, bottom to top: what the document side creates."""
+    return [entry for entry in LAYER_STACK if entry[0] in layers]

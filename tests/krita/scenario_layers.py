@@ -10,7 +10,7 @@ import time
 import traceback
 
 
-def spin(condition, limit=180.0):
+def spin(condition, limit=900.0):  # a hang guard only: a loaded machine runs jobs slowly
     from PyQt5.QtWidgets import QApplication
 
     app = QApplication.instance()
@@ -51,9 +51,10 @@ def mean_abs(a, b, w, rect=None, h=None):
 
 def run(cfg, facts):
     from krita import Krita
+
     from layerfusion.controller import Controller
     from layerfusion.docker import Panel
-    from layerfusion.layers import find_group, member, read_records
+    from layerfusion.layers import find_group, member, read_records, write_records
     from layerfusion.reblend import KritaSide, blend_layers
     from layerfusion.settings import Settings
 
@@ -127,9 +128,16 @@ def run(cfg, facts):
     spin(lambda: bool(auto._seen))  # the watcher has seen where the foreground lies
     before_auto = len(finished)
     top_before = bgra(blend_layers(doc, group)[-1], 0, 0, W, H)
+    # The stale re-blend must still be running when the watcher sees the second move (up to a poll
+    # later): a re-blend takes its steps from the group's record, so that one gets the most there are.
+    records = read_records(doc)
+    saved_records = json.loads(json.dumps(records))
+    records[group.uniqueId().toString()]["params"]["steps"] = 200
+    write_records(doc, records)
     pos = fg.position()
     fg.move(pos.x() - 8, pos.y())
     spin(lambda: bool(controller.reblend_runs))  # the settle delay passed: a re-blend is running
+    write_records(doc, saved_records)  # the fresh re-blend after the next move is a short one again
     pos = fg.position()
     fg.move(pos.x() - 8, pos.y())
     spin(lambda: len(finished) >= before_auto + 2)

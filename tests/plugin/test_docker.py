@@ -8,12 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
-
 from layerfusion.controller import Controller, ReblendSource, Target, UserError
 from layerfusion.docker import Panel
 from layerfusion.settings import Settings
 
-from tests.plugin.launch import free_port
+from tests.plugin.launch import unused_port
 
 W, H = 100, 60  # the canvas rectangle; the model works at a 64-multiple size and results come back
 
@@ -73,8 +72,9 @@ def test_connection_state_is_shown(qapp, live_backend, spin):
 
 
 def test_offline_server_is_shown_with_reason(qapp, spin):
-    panel, controller, _, _ = make(qapp, "http://127.0.0.1:%d" % free_port())
-    spin(lambda: "nothing is listening" in panel.connection.text())
+    with unused_port() as port:
+        panel, controller, _, _ = make(qapp, "http://127.0.0.1:%d" % port)
+        spin(lambda: "nothing is listening" in panel.connection.text())
     assert panel.connection.property("state") == "offline"
     assert panel.start_server.isEnabled()
     controller.shutdown()

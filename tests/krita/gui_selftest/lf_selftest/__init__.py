@@ -15,7 +15,7 @@ from PyQt5.QtWidgets import QApplication
 CFG = json.load(open(os.environ["LF_GUI_CONFIG"])) if os.environ.get("LF_GUI_CONFIG") else None
 
 
-def spin(condition, limit=240.0):
+def spin(condition, limit=900.0):  # a hang guard only: a loaded machine runs jobs slowly
     deadline = time.monotonic() + limit
     while not condition():
         if time.monotonic() > deadline:
@@ -68,7 +68,7 @@ def scenario(facts):
                          background_prompt="a wooden table at dusk", steps=2, seed=42, random_seed=False,
                          target_pixels=128 * 128))
     controller._settings_changed()
-    spin(lambda: panel.connection.property("state") == "connected", 60)
+    spin(lambda: panel.connection.property("state") == "connected")
     facts["connection_text"] = panel.connection.text()
     facts["actions"] = [bool(app.action(n)) for n in ("layerfusion_generate", "layerfusion_reblend")]
     finished = []
@@ -104,6 +104,22 @@ def scenario(facts):
     app.action("edit_redo").trigger()
     doc.waitForDone()
     facts["top_level_after_redo"] = [n.name() for n in doc.rootNode().childNodes()]
+
+    # Select foreground through its Tools action, on the real active node (the regenerated group).
+    group = find_group(doc)
+    facts["active_before_select"] = doc.activeNode().name() if doc.activeNode() else None
+    doc.setActiveNode(group)
+    spin(lambda: True)
+    facts["active_at_select"] = doc.activeNode().name() if doc.activeNode() else None
+    facts["select_action"] = bool(app.action("layerfusion_select_foreground"))
+    app.action("layerfusion_select_foreground").trigger()
+    doc.waitForDone()
+    selection = doc.selection()
+    fg = member(doc, group, "foreground")
+    facts["selection_is_fg_alpha"] = selection is not None and bytes(selection.pixelData(0, 0, W, H)) == pixels(
+        fg, W, H)[3::4]
+    facts["select_message"] = panel.message.text()
+    app.action("deselect").trigger()
     doc.setModified(False)
 
 
@@ -128,6 +144,13 @@ class SelfTest(Extension):
 
     def finish(self, facts):
         try:
+            # The Layers docker updates in its own time (slowly on a loaded machine): wait, bounded,
+            # until it shows as many top-level rows as the document has, then record what it shows.
+            rows = len(facts.get("top_level_after_redo") or [])
+            deadline = time.monotonic() + 300
+            while rows and _layer_rows() != rows and time.monotonic() < deadline:
+                QApplication.processEvents()
+                time.sleep(0.005)
             facts["layer_docker_rows"] = _layer_rows()
             shot = QApplication.primaryScreen().grabWindow(0)
             facts["screenshot_saved"] = shot.save(CFG["screenshot"], "PNG")
