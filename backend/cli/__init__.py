@@ -8,7 +8,7 @@ from typing import Sequence
 from backend.cli import quiet
 
 # Each command module exposes ``register(subparsers)``; the parser it adds sets ``func``.
-COMMANDS = ("backend.cli.serve", "backend.cli.generate", "backend.cli.models")
+COMMANDS = ("backend.cli.serve", "backend.cli.generate", "backend.cli.models", "backend.cli.ablate")
 
 
 def build_parser(prog: str = "layerfusion") -> argparse.ArgumentParser:
