@@ -10,8 +10,16 @@ from typing import Any
 
 from backend.cli.model_options import add_model_arguments, load_options
 from shared.fields import ProtocolError
-from shared.protocol import (AttentionBlend, BlendMode, ContentPrior, Interaction, MaskSource, PriorMode, Sampler,
-                             parse_job_request)
+from shared.protocol import (
+    AttentionBlend,
+    BlendMode,
+    ContentPrior,
+    Interaction,
+    MaskSource,
+    PriorMode,
+    Sampler,
+    parse_job_request,
+)
 
 LAYER_NAMES = {"blend": "Blend", "foreground": "Foreground", "background": "Background"}
 

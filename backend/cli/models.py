@@ -66,7 +66,7 @@ def _sdxl_state(models_dir: Path | None) -> str:
     files = catalog.layerdiffuse_files(models_dir)
     parts.append(f"LayerDiffuse: {files.attn.parent}" if files else "LayerDiffuse: missing")
     if "missing" in " ".join(parts):
-        parts.append("run `python -m backend models download sdxl` or pass --models-dir")
+        parts.append("run `layerfusion models download sdxl` or pass --models-dir")
     return "; ".join(parts)
 
 

@@ -77,7 +77,7 @@ def download(target: str, *, verify_checksums: bool = True) -> list[Path]:
     if catalog.offline():
         raise ModelNotAvailable(
             "offline: HF_HUB_OFFLINE is set, so nothing can be downloaded. Unset it on a machine with internet "
-            "(or copy the files: `python -m backend models list` shows where they are looked for)")
+            "(or copy the files: `layerfusion models list` shows where they are looked for)")
     from huggingface_hub import hf_hub_download
     paths = []
     for item in TARGETS[target]:

@@ -64,6 +64,7 @@ class BaseSource:
     config_dir: Optional[Path] = None  # single_file: component configs; tokenizers may live elsewhere
     # tokenizer and tokenizer_2 folders; None for the second: build it from the first (same vocabulary)
     tokenizers: Optional[tuple[Path, Optional[Path]]] = None
+    models_dir: Optional[Path] = None  # where a missing tokenizer was looked for, for the message
 
 
 def resolve_base(options: LoadOptions, tiny_root: Optional[Path] = None) -> tuple[BaseSource, Architecture]:
@@ -118,7 +119,8 @@ def _single_file(path: Path, models_dir: Optional[Path], tiny_root: Optional[Pat
 
         configs = ensure_tiny_files(tiny_root).configs
         return BaseSource("single_file", str(path), configs, (configs / "tokenizer", configs / "tokenizer_2")), TINY
-    source = BaseSource("single_file", str(path), single_file.SDXL_CONFIG_DIR, catalog.tokenizer_folders(models_dir))
+    source = BaseSource("single_file", str(path), single_file.SDXL_CONFIG_DIR, catalog.tokenizer_folders(models_dir),
+                        models_dir)
     return source, SDXL
 
 
@@ -126,17 +128,30 @@ def load_base(source: BaseSource, dtype: torch.dtype, variant: Optional[str]) ->
     """UNet, VAE, text encoders, tokenizers and the scheduler config, on the CPU."""
     if source.kind == "single_file":
         if source.tokenizers is None:
-            raise ModelNotAvailable(
-                "the SDXL tokenizers are not on this machine (a single-file checkpoint does not include them): "
-                "run `python -m backend models download sdxl-tokenizers` once (about 3 MB), or copy the "
-                "`tokenizer/` and `tokenizer_2/` folders of the SDXL repo into <models-dir>/sdxl_tokenizers "
-                "(a --models-dir inside a ComfyUI install finds ComfyUI's own comfy/sd1_tokenizer)")
+            raise ModelNotAvailable(missing_tokenizers_message(source.models_dir))
         assert source.config_dir is not None  # single files always come with the shipped configs
         parts = single_file.load_single_file(source.location, source.config_dir, dtype)
         parts["tokenizer"], parts["tokenizer_2"] = load_tokenizers(*source.tokenizers)
         parts["scheduler_config"] = single_file.read_config(source.config_dir, "scheduler")
         return parts
     return _load_pretrained(source.location, dtype, variant, local=source.kind == "folder")
+
+
+def missing_tokenizers_message(models_dir: Optional[Path]) -> str:
+    """What to do when a single-file checkpoint finds no tokenizer, naming the folders that were searched."""
+    from huggingface_hub import constants
+
+    if models_dir is not None:
+        place = f"copy the `tokenizer/` and `tokenizer_2/` folders of the SDXL repo into {Path(models_dir, 'sdxl_tokenizers')}"
+        comfy = f" (or keep {Path(models_dir).resolve().parent / 'comfy' / 'sd1_tokenizer'}, as a ComfyUI install has)"
+    else:
+        place = ("pass --models-dir DIR with the `tokenizer/` and `tokenizer_2/` folders of the SDXL repo in "
+                 "DIR/sdxl_tokenizers")
+        comfy = ""
+    return ("the SDXL tokenizers are not on this machine (a single-file checkpoint does not include them; searched "
+            f"{'--models-dir ' + str(models_dir) + ' and ' if models_dir else ''}the Hugging Face cache "
+            f"{constants.HF_HUB_CACHE}): run `layerfusion models download sdxl-tokenizers` once (about 3 MB), "
+            f"or {place}{comfy}")
 
 
 # SDXL's text encoders see 77 tokens; some tokenizer folders (ComfyUI's) say 8192.
@@ -181,7 +196,7 @@ def _load_pretrained(location: str, dtype: torch.dtype, variant: Optional[str], 
             "scheduler_config": dict(EulerDiscreteScheduler.load_config(location, subfolder="scheduler", **common)),
         }
     except OSError as err:
-        hint = ("run `python -m backend models download sdxl` on a machine with internet"
+        hint = ("run `layerfusion models download sdxl` on a machine with internet"
                 if only_local and not local else "check the path")
         raise ModelNotAvailable(f"cannot load the SDXL model from '{location}' ({err}); {hint}") from None
     for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
@@ -209,7 +224,7 @@ def resolve_layerdiffuse(options: LoadOptions, architecture: Architecture,
                   else f"{hub}; no --models-dir given")
         raise ModelNotAvailable(
             f"the LayerDiffuse SDXL files are not on this machine (looked in {looked}): run "
-            "`python -m backend models download sdxl`, or point --models-dir at a "
+            "`layerfusion models download sdxl`, or point --models-dir at a "
             "ComfyUI models folder that has layer_model/layer_xl_transparent_attn.safetensors and "
             "layer_model/vae_transparent_decoder.safetensors")
     encoder = overrides.get("encoder") or (found.encoder if found else None)

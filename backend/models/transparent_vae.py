@@ -54,7 +54,8 @@ class TransparentVAEDecoder(nn.Module):
         self.conv_in = nn.Conv2d(3, channels[0], kernel_size=3, padding=1)
         self.latent_conv_in = nn.Conv2d(latent_channels, channels[latent_level - 1], kernel_size=1)
         nn.init.zeros_(self.latent_conv_in.weight)
-        nn.init.zeros_(self.latent_conv_in.bias)  # type: ignore[arg-type]  # Conv2d has a bias here
+        assert self.latent_conv_in.bias is not None  # Conv2d's default bias=True
+        nn.init.zeros_(self.latent_conv_in.bias)
 
         self.down_blocks = nn.ModuleList()
         previous = channels[0]
@@ -66,7 +67,8 @@ class TransparentVAEDecoder(nn.Module):
                 **block))
             previous = out
         self.mid_block = UNetMidBlock2D(
-            in_channels=channels[-1], temb_channels=None, dropout=0.0,  # type: ignore[arg-type]  # None: no time embedding resnet_eps=1e-5,
+            # temb_channels=None: no time embedding (diffusers annotates it int but accepts None).
+            in_channels=channels[-1], temb_channels=None, dropout=0.0, resnet_eps=1e-5,  # type: ignore[arg-type]
             resnet_act_fn="silu", output_scale_factor=1, resnet_time_scale_shift="default",
             attention_head_dim=attention_head_dim, resnet_groups=norm_num_groups, add_attention=True)
 
@@ -117,7 +119,8 @@ class TransparentVAEEncoder(nn.Module):
             previous = width
         out = nn.Conv2d(previous, latent_channels, 3, padding=1)
         nn.init.zeros_(out.weight)
-        nn.init.zeros_(out.bias)  # type: ignore[arg-type]  # Conv2d has a bias here
+        assert out.bias is not None  # Conv2d's default bias=True
+        nn.init.zeros_(out.bias)
         self.blocks = nn.Sequential(*layers, out)
 
     def forward(self, alpha_rgb: torch.Tensor) -> torch.Tensor:

@@ -179,6 +179,11 @@ def test_clear_messages_when_sdxl_is_not_here(tmp_path, tiny_files):
     with pytest.raises(ModelNotAvailable, match="tokenizers are not on this machine.*sdxl-tokenizers"):
         load_base(BaseSource("single_file", str(tiny_files.checkpoint), single_file.SDXL_CONFIG_DIR, None),
                   torch.float16, None)
+    # The message names the folder it looked in, never a placeholder.
+    with pytest.raises(ModelNotAvailable) as told:
+        load_base(BaseSource("single_file", str(tiny_files.checkpoint), single_file.SDXL_CONFIG_DIR, None, tmp_path),
+                  torch.float16, None)
+    assert str(tmp_path / "sdxl_tokenizers") in str(told.value) and "<" not in str(told.value)
     with pytest.raises(ModelNotAvailable, match="no such file or folder"):
         load_bundle(LoadOptions(str(tmp_path / "missing.safetensors")))
 

@@ -10,8 +10,8 @@ from typing import Any, AsyncIterator
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from backend.server.app import create_app
 from backend.models.options import LoadOptions
+from backend.server.app import create_app
 from backend.server.config import ServerConfig
 
 
