@@ -38,7 +38,7 @@ def test_list_shows_presets_and_the_files_of_a_comfyui_models_dir(tiny_files):
 def test_list_without_anything(tmp_path):
     result = run("list", "--models-dir", str(tmp_path))
     assert result.returncode == 0 and "none in" in result.stdout
-    assert "run `python -m backend models download sdxl`" in result.stdout
+    assert "run `layerfusion models download sdxl`" in result.stdout
     assert run("list", "--models-dir", str(tmp_path / "nope")).returncode == 2
 
 
