@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from backend.models.lowrank import LowRankDelta
@@ -28,6 +29,7 @@ from backend.pipeline.blending import (
     eos_probabilities,
 )
 from backend.pipeline.masks import LayerwiseMasks, MaskSet
+from backend.pipeline.rows import row_runs
 from shared.protocol import AttentionBlend
 
 PROJECTIONS = ("to_q", "to_k", "to_v", "to_out.0")
@@ -67,6 +69,24 @@ class FusionState:
     chunk: int | None = None  # attention slicing: queries per slice
 
 
+def merging_is_cheaper(out_features: int, in_features: int, offset_tokens: int) -> bool:
+    """Whether forming W + s U D for this call costs fewer multiply-adds (out * in * r) than applying
+    the offsets to the foreground rows' tokens in low rank (tokens * r * (in + out)).
+
+    Self-attention projections see thousands of tokens: merging wins. Cross-attention keys and
+    values see the 77 prompt tokens: the low-rank product wins."""
+    return out_features * in_features < offset_tokens * (in_features + out_features)
+
+
+def _linear_into(out: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """``out = x @ weight.T + bias`` written into ``out`` (a contiguous run of rows of the result)."""
+    x2, out2 = x.reshape(-1, x.shape[-1]), out.view(-1, out.shape[-1])
+    if bias is None:
+        torch.mm(x2, weight.t(), out=out2)
+    else:
+        torch.addmm(bias, x2, weight.t(), out=out2)
+
+
 @dataclass
 class RowDelta:
     """The low-rank offsets of one attention module's projections."""
@@ -75,13 +95,31 @@ class RowDelta:
     scale: float = 1.0
 
     def project(self, linear: nn.Module, name: str, x: torch.Tensor, rows: tuple[int, ...]) -> torch.Tensor:
-        y = linear(x)
+        """``linear`` on every row of ``x`` [rows, tokens, in], with the offsets on ``rows`` only.
+
+        Rows are addressed as views (no copies): a plain Linear runs once per run of rows that share a
+        weight, with the offsets merged into the weight for the foreground runs when that is cheaper.
+        """
         pair = self.factors.get(name)
         if pair is None or not rows:
-            return y
+            return linear(x)
         up, down = pair
-        idx = torch.tensor(rows, device=x.device)
-        return y.index_add_(0, idx, (x.index_select(0, idx) @ down.t()) @ up.t(), alpha=self.scale)
+        weight = getattr(linear, "weight", None)
+        if (type(linear) is nn.Linear and x.dim() == 3 and isinstance(weight, torch.Tensor)
+                and merging_is_cheaper(weight.shape[0], weight.shape[1], len(rows) * x.shape[1])):
+            merged = torch.addmm(weight, up, down, alpha=self.scale)
+            if len(rows) == x.shape[0]:
+                return F.linear(x, merged, linear.bias)
+            y = x.new_empty(*x.shape[:-1], weight.shape[0])
+            offset = set(rows)
+            for w, part in ((merged, offset), (weight, set(range(x.shape[0])) - offset)):
+                for run in row_runs(part):
+                    _linear_into(y[run], x[run], w, linear.bias)
+            return y
+        y = linear(x)
+        for r in rows:
+            y[r].addmm_(x[r] @ down.t(), up.t(), alpha=self.scale)
+        return y
 
 
 class LayerFusionAttnProcessor:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from backend.pipeline.rows import row_index, row_runs
 from shared.protocol import AttentionBlend
 
 MASK_EPS = 1e-4
@@ -76,27 +77,29 @@ def blended_self_attention(
     foreground_update: bool = True,
     chunk: int | None = None,
 ) -> torch.Tensor:
-    """Self-attention of all rows with the blend rows mixed per ``variant`` (see module doc)."""
+    """Self-attention of all rows with the blend rows mixed per ``variant`` (see module doc).
+
+    Rows are read as views where the layout allows (see ``rows.py``): the plain rows in runs of
+    consecutive rows, each branch's rows as one strided slice, so no row of q, k or v is copied."""
     blend_rows = {g.bl for g in groups}
-    plain = [r for r in range(q.shape[0]) if r not in blend_rows]
+    plain = row_runs([r for r in range(q.shape[0]) if r not in blend_rows])
     out = torch.empty_like(q)
     s = _per_query(soft).to(q.dtype)
+    for run in plain:
+        out[run] = attention(q[run], k[run], v[run], scale, chunk=chunk)
+    if not groups:
+        return out
 
     if variant is AttentionBlend.shared:
-        # One batched call: the plain rows on their own keys, each blend row on FG and on BG keys.
-        qi = plain + [g.bl for g in groups for _ in range(2)]
-        ki = plain + [r for g in groups for r in (g.fg, g.bg)]
-        o = attention(q[qi], k[ki], v[ki], scale, chunk=chunk)
-        out[plain] = o[: len(plain)]
-        for j, g in enumerate(groups):
-            o_fg, o_bg = o[len(plain) + 2 * j], o[len(plain) + 2 * j + 1]
-            out[g.bl] = s * o_fg + (1 - s) * o_bg
+        # Each blend row's queries on its group's FG keys and on its BG keys: two softmaxes, mixed per query.
+        bl, fg, bg = (row_index([getattr(g, part) for g in groups]) for part in ("bl", "fg", "bg"))
+        on_fg = attention(q[bl], k[fg], v[fg], scale, chunk=chunk)
+        on_bg = attention(q[bl], k[bg], v[bg], scale, chunk=chunk)
+        out[bl] = torch.lerp(on_bg, on_fg, s)  # s * on_fg + (1 - s) * on_bg
     elif variant is AttentionBlend.output_mix:
-        out[plain] = attention(q[plain], k[plain], v[plain], scale, chunk=chunk)
         for g in groups:
-            out[g.bl] = s * out[g.fg] + (1 - s) * out[g.bg]
+            out[g.bl] = torch.lerp(out[g.bg], out[g.fg], s)
     elif variant is AttentionBlend.joint_softmax:
-        out[plain] = attention(q[plain], k[plain], v[plain], scale, chunk=chunk)
         # The blend attends to a virtual composite: FG keys weighted by the mask, BG keys by its rest.
         # Self-attention keys sit on the same grid as the queries, so the per-token mask indexes keys.
         m = soft.float().clamp(MASK_EPS, 1 - MASK_EPS)
@@ -111,5 +114,5 @@ def blended_self_attention(
     if foreground_update:
         h = _per_query(hard).to(q.dtype)
         for g in groups:
-            out[g.fg] = h * out[g.bl] + (1 - h) * out[g.fg]
+            out[g.fg].lerp_(out[g.bl], h)  # h * blend + (1 - h) * foreground, in place
     return out
