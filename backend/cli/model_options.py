@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from backend.models import prediction
 from backend.models.options import LoadOptions
 
 
@@ -19,6 +20,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, default_model: str) -> 
     group.add_argument("--cpu-offload", action="store_true", help="keep models in RAM, on the GPU only while they run")
     group.add_argument("--vae-tiling", action="store_true", help="decode large images in tiles")
     group.add_argument("--attention-slicing", action="store_true", help="attention in slices: less memory, slower")
+    group.add_argument("--prediction", default="auto", choices=prediction.CHOICES,
+                       help="what the model predicts: auto (default: the checkpoint's v_pred marker or the "
+                            "scheduler config), epsilon, or v_prediction for v-pred fine-tunes that do not say")
     group.add_argument("--allow-download", action="store_true",
                        help="fetch missing sdxl files into the Hugging Face cache before loading")
 
@@ -26,4 +30,5 @@ def add_model_arguments(parser: argparse.ArgumentParser, default_model: str) -> 
 def load_options(args: argparse.Namespace) -> LoadOptions:
     return LoadOptions(model=args.model, models_dir=args.models_dir, device=args.device, dtype=args.dtype,
                        vae=args.vae, cpu_offload=args.cpu_offload, vae_tiling=args.vae_tiling,
-                       attention_slicing=args.attention_slicing, allow_download=args.allow_download)
+                       attention_slicing=args.attention_slicing, allow_download=args.allow_download,
+                       prediction=getattr(args, "prediction", "auto"))

@@ -2,7 +2,8 @@
 
 ``--models-dir`` may point at an existing ComfyUI ``models`` folder: SDXL checkpoints are looked for
 in ``checkpoints/``, LayerDiffuse files in ``layer_model/`` (where ComfyUI-layerdiffuse and Forge keep
-them) and VAEs in ``vae/``. Nothing here downloads; it only looks.
+them) and VAEs in ``vae/``. Checkpoints may be ``.safetensors`` or ``.ckpt`` (read without running
+pickled code, see weight_files). Nothing here downloads; it only looks.
 """
 from __future__ import annotations
 
@@ -43,6 +44,9 @@ SDXL_FILES = (
     "vae/config.json", "vae/diffusion_pytorch_model.fp16.safetensors",
 ) + TOKENIZER_FILES
 SDXL_DOWNLOADS = SDXL_FILES + TOKENIZER_DOWNLOADS[len(TOKENIZER_FILES):]
+
+# Weight files looked for in a models folder; .ckpt pickles are loaded with torch.load(weights_only=True).
+WEIGHT_PATTERNS = ("*.safetensors", "*.ckpt")
 
 PRESETS = {
     "tiny": "SDXL-shaped random model, a few MB, written on first use; paints noise (tests, CI)",
@@ -100,7 +104,7 @@ def sdxl_checkpoints(models_dir: Optional[Path]) -> list[Path]:
     if not models_dir or not Path(models_dir, "checkpoints").is_dir():
         return []
     found = []
-    for path in sorted(Path(models_dir, "checkpoints").rglob("*.safetensors")):
+    for path in _weight_files(Path(models_dir, "checkpoints")):
         try:
             header = read_header(path)
         except WeightFileError:
@@ -110,6 +114,10 @@ def sdxl_checkpoints(models_dir: Optional[Path]) -> list[Path]:
         if identify(header) == "sdxl-original" and conv_in is not None and conv_in.shape[0] == 320:
             found.append(path)
     return sorted(found, key=lambda p: (not p.name.startswith(SDXL_BASE_PREFIX), p.name))
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    return sorted(path for pattern in WEIGHT_PATTERNS for path in folder.rglob(pattern))
 
 
 def sdxl_base_checkpoint(models_dir: Optional[Path]) -> Optional[Path]:
@@ -158,12 +166,12 @@ def _describe(path: Path, where: str) -> FoundFile:
 
 
 def scan(models_dir: Optional[Path]) -> Iterator[FoundFile]:
-    """Every safetensors file in the models folder's ComfyUI sub-folders and the relevant HF cache files."""
+    """Every weight file in the models folder's ComfyUI sub-folders and the relevant HF cache files."""
     if models_dir:
         for sub in ("checkpoints", "layer_model", "vae"):
             folder = Path(models_dir, sub)
             if folder.is_dir():
-                for path in sorted(folder.rglob("*.safetensors")):
+                for path in _weight_files(folder):
                     yield _describe(path, f"models-dir/{sub}")
     for repo, names in ((SDXL_REPO, SDXL_FILES), (LD_ORIGINAL_REPO, LD_ORIGINAL_FILES),
                         (LD_DIFFUSERS_REPO, LD_DIFFUSERS_FILES)):

@@ -4,8 +4,10 @@
   ``diffusion_model.<ldm path>.<proj>.weight::lora::<i>``, ``i = 0`` up [out, r], ``i = 1`` down [r, in];
 * transparent attention, diffusers layout ``ld_diffusers_sdxl_attn.safetensors``: dense offsets under the
   diffusers UNet's own parameter names, factorised here by truncated SVD (one low-rank code path);
-* transparent decoder / encoder: the same keys in both layouts; only the encoder's output scale differs
-  (1 for the original file, 300 for the diffusers one, section 2.4), so it is chosen by file name.
+* transparent decoder / encoder: the same keys (the two published encoder files are even the same bytes);
+  the encoder's output scale is LayerDiffuse's constant 300 whatever the file is called (section 2.4),
+  decided by the file's content (its layout), with an explicit override. The encoder is optional: a
+  missing or unusable one is reported and the model loads without it.
 
 A file whose names or shapes do not fit is refused with the first mismatch named: the shapes of a
 wrong block mapping would fit, which is why the mapping is derived from the UNet's config and tested.
@@ -35,8 +37,16 @@ from backend.models.weight_files import (
 ATTN_ORIGINAL = "layer_xl_transparent_attn.safetensors"
 ATTN_DIFFUSERS = "ld_diffusers_sdxl_attn.safetensors"
 DECODER_FILES = ("vae_transparent_decoder.safetensors", "ld_diffusers_sdxl_vae_transparent_decoder.safetensors")
-ENCODER_SCALES = {"vae_transparent_encoder.safetensors": 1.0,
-                  "ld_diffusers_sdxl_vae_transparent_encoder.safetensors": 300.0}
+# The names the encoder is published under; only used to find it, never to choose its scale.
+ENCODER_FILES = ("vae_transparent_encoder.safetensors", "ld_diffusers_sdxl_vae_transparent_encoder.safetensors")
+# LayerDiffuse multiplies the transparent encoder's output by 300 ("similar to LoRA's alpha") for the one
+# published encoder, which both repositories ship under different names (METHOD.md section 2.4).
+LAYERDIFFUSE_ENCODER_SCALE = 300.0
+# The tiny test model's encoder is its own random model at narrower widths, sized for x1 (the in-memory
+# tiny bundle's default): it has to give the same latents whether it is read from disk or built in memory.
+TINY_ENCODER_SCALE = 1.0
+# The transparent-attention projections, the weight offsets of which the dense diffusers file holds.
+DENSE_KEY = re.compile(r"\.attn[12]\.to_(q|k|v|out\.0)\.weight$")
 LORA_KEY = re.compile(r"^diffusion_model\.(?P<name>.+)\.weight::(?P<kind>[a-z_]+)::(?P<index>\d+)$")
 
 # What ``identify`` can answer.
@@ -60,7 +70,7 @@ class LayerDiffuseFiles:
     attn: Path
     decoder: Path
     encoder: Optional[Path] = None
-    # None: from the encoder file's name (ENCODER_SCALES).
+    # None: from the encoder file's layout (encoder_scales_by_width); a number overrides it.
     encoder_scale: Optional[float] = None
 
 
@@ -81,10 +91,12 @@ def identify(header: Mapping[str, TensorInfo]) -> str:
 
     if is_original_sdxl(set(names)):
         return "sdxl-original"
-    if all(re.search(r"\.attn[12]\.to_(q|k|v|out\.0)\.weight$", k) for k in names):
-        return "layerdiffuse-attn-dense"
     if "conv_in.weight" in header and any(k.startswith("down_blocks.") for k in names):
         return "diffusers-unet"
+    # By majority, after the UNet test (a whole UNet is mostly other tensors): one stray tensor (a bias,
+    # a metadata tensor) must not make the file "unknown"; validate_attention then names it.
+    if 2 * sum(bool(DENSE_KEY.search(k)) for k in names) > len(names):
+        return "layerdiffuse-attn-dense"
     if "encoder.conv_in.weight" in header and "decoder.conv_out.weight" in header:
         # ComfyUI's vae/ files (e.g. sdxl_vae.safetensors) use the original block names.
         return "vae-original" if any(k.startswith("encoder.down.") for k in names) else "diffusers-vae"
@@ -103,17 +115,55 @@ def find_files(folder: Path) -> Optional[LayerDiffuseFiles]:
     decoder = first(DECODER_FILES)
     if attn is None or decoder is None:
         return None
-    return LayerDiffuseFiles(attn, decoder, first(tuple(ENCODER_SCALES)))
+    return LayerDiffuseFiles(attn, decoder, first(ENCODER_FILES))
 
 
 def encoder_scale_for(path: Path) -> float:
-    """The factor the encoder's output is multiplied by: it differs between the two published files."""
+    """The factor the encoder's output is multiplied by, from the file's layout (never its name):
+    LayerDiffuse's 300 for the published widths. Raises WeightFileError for a file of another layout."""
+    header = read_header(path)
+    kind = identify(header)
+    if kind != "layerdiffuse-encoder":
+        raise WeightFileError(f"{path}: not a transparent VAE encoder (looks like: {FORMATS[kind]})")
+    from backend.models.transparent_vae import FULL_ENCODER_CHANNELS
+
+    found = {k: v.shape for k, v in header.items()}
+    for widths, scale in encoder_scales_by_width().items():
+        if found == {k: tuple(v.shape) for k, v in encoder_module(widths).state_dict().items()}:
+            return scale
+    validate_module_file(path, encoder_module(FULL_ENCODER_CHANNELS))  # names the first misfit
+    raise AssertionError("unreachable: the published layout fits")
+
+
+def encoder_scales_by_width() -> dict[tuple[int, ...], float]:
+    """Encoder widths -> output scale: the published layout's 300, the tiny test model's 1."""
+    # Imported here: transparent_vae pulls in diffusers' blocks, which reading a header does not need.
+    from backend.models.transparent_vae import FULL_ENCODER_CHANNELS, TINY_ENCODER_CHANNELS
+
+    return {FULL_ENCODER_CHANNELS: LAYERDIFFUSE_ENCODER_SCALE, TINY_ENCODER_CHANNELS: TINY_ENCODER_SCALE}
+
+
+def load_optional_encoder(files: LayerDiffuseFiles, channels: tuple[int, ...], dtype: torch.dtype = torch.float32,
+                          ) -> tuple[Optional[nn.Module], float]:
+    """The transparent encoder and its output scale (the override, else that of its widths), or
+    ``(None, 1.0)`` with a warning naming the file and the problem: only re-blend needs the encoder, so
+    a missing, unreadable or misfitting one must not stop the model from loading."""
+    import logging
+
+    consequence = "re-blend will use the plain VAE latent of the foreground (no transparent offset)"
+    if files.encoder is None:
+        logging.getLogger(__name__).warning(
+            "no transparent VAE encoder file (%s): %s", " or ".join(ENCODER_FILES), consequence)
+        return None, 1.0
     try:
-        return ENCODER_SCALES[Path(path).name]
-    except KeyError:
-        raise WeightFileError(
-            f"{path}: cannot tell which LayerDiffuse encoder this is from its name (expected one of "
-            f"{', '.join(ENCODER_SCALES)}); rename it or give the encoder scale explicitly") from None
+        encoder = load_encoder(files.encoder, channels, dtype)
+    except (WeightFileError, OSError) as err:
+        logging.getLogger(__name__).warning("transparent VAE encoder not used: %s; %s", err, consequence)
+        return None, 1.0
+    # Strictly loaded at ``channels``, so its layout is known; an override always wins.
+    scale = files.encoder_scale if files.encoder_scale is not None else encoder_scales_by_width().get(
+        tuple(channels), LAYERDIFFUSE_ENCODER_SCALE)
+    return encoder, float(scale)
 
 
 # --- transparent attention ----------------------------------------------------------------------------
@@ -145,10 +195,36 @@ def validate_attention(path: Path, unet: nn.Module) -> tuple[str, dict[str, dict
         config: Any = unet.config  # diffusers' FrozenDict, typed as Tensor | Module by nn.Module
         return kind, _lora_pairs(path, header, shapes, dict(config))
     if kind == "layerdiffuse-attn-dense":
-        expected: dict[str, tuple[int, ...]] = {f"{name}.weight": shape for name, shape in shapes.items()}
-        check_names_and_shapes(expected, {k: v.shape for k, v in header.items()}, str(path))
+        _check_dense(path, header, shapes)
         return kind, {}
     raise WeightFileError(f"{path}: not a transparent-attention file (looks like: {FORMATS[kind]})")
+
+
+def _check_dense(path: Path, header: Mapping[str, TensorInfo], shapes: dict[str, tuple[int, int]]) -> None:
+    """Exactly one ``<projection>.weight`` offset per attention projection of the UNet, or the first
+    tensor that does not fit is named with what was expected there.
+
+    A bias offset of a known projection is refused, not ignored: the published file holds exactly the 560
+    weight offsets (its size says so, METHOD.md 2.2.3), a non-zero bias would change the model, and the
+    low-rank delta carries weights only; dropping it silently would load a different model than the file."""
+    expected = {f"{name}.weight": shape for name, shape in shapes.items()}
+    example = next(iter(expected), "<projection>.weight")
+    for key, info in header.items():
+        if key in expected:
+            if tuple(info.shape) != tuple(expected[key]):
+                raise WeightFileError(f"{path}: tensor '{key}' has shape {list(info.shape)}, expected "
+                                      f"{list(expected[key])} (the offset of that projection's weight)")
+            continue
+        if key.endswith(".bias") and key[: -len(".bias")] in shapes:
+            why = "a bias offset: LayerFusion applies weight offsets only and will not drop it silently"
+        else:
+            why = "not the weight of an attention projection of this UNet"
+        raise WeightFileError(f"{path}: unexpected tensor '{key}' ({why}); expected only the {len(expected)} "
+                              f"'<attention projection>.weight' offsets, e.g. '{example}'")
+    for key in expected:
+        if key not in header:
+            missing = sum(k not in header for k in expected)
+            raise WeightFileError(f"{path}: missing tensor '{key}' ({missing} missing)")
 
 
 def load_attention(path: Path, unet: nn.Module, rank: int = DEFAULT_RANK,

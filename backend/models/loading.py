@@ -15,7 +15,7 @@ from typing import Any, Optional
 
 import torch
 
-from backend.models import catalog, layerdiffuse, single_file, tiny
+from backend.models import catalog, layerdiffuse, prediction, single_file, tiny
 from backend.models.bundle import SDXL, TINY, Architecture, ModelBundle
 from backend.models.options import LoadOptions
 from backend.models.transparent_vae import TransparentVAEEncoder, channels_for
@@ -124,17 +124,35 @@ def _single_file(path: Path, models_dir: Optional[Path], tiny_root: Optional[Pat
     return source, SDXL
 
 
-def load_base(source: BaseSource, dtype: torch.dtype, variant: Optional[str]) -> dict[str, Any]:
-    """UNet, VAE, text encoders, tokenizers and the scheduler config, on the CPU."""
+def load_base(source: BaseSource, dtype: torch.dtype, variant: Optional[str],
+              vae: Optional[str] = None) -> dict[str, Any]:
+    """UNet, VAE, text encoders, tokenizers and the scheduler config, on the CPU. A single file takes
+    ``vae`` (a separate VAE file) here, so a checkpoint without a baked-in VAE loads."""
     if source.kind == "single_file":
         if source.tokenizers is None:
             raise ModelNotAvailable(missing_tokenizers_message(source.models_dir))
         assert source.config_dir is not None  # single files always come with the shipped configs
-        parts = single_file.load_single_file(source.location, source.config_dir, dtype)
+        parts = single_file.load_single_file(source.location, source.config_dir, dtype, vae)
         parts["tokenizer"], parts["tokenizer_2"] = load_tokenizers(*source.tokenizers)
         parts["scheduler_config"] = single_file.read_config(source.config_dir, "scheduler")
+        parts["prediction"] = checkpoint_prediction(source.location)
         return parts
     return _load_pretrained(source.location, dtype, variant, local=source.kind == "folder")
+
+
+def checkpoint_prediction(path: str | Path) -> Optional[prediction.Prediction]:
+    """The ``v_pred`` / ``ztsnr`` markers of a single-file checkpoint, from its header alone: the shipped
+    SDXL scheduler config says epsilon, which paints garbage with a v-prediction fine-tune."""
+    from backend.models.weight_files import read_header
+
+    return prediction.detect(read_header(path))
+
+
+def scheduler_config_for(parts: dict[str, Any], choice: str) -> tuple[dict, prediction.Prediction]:
+    """The scheduler config the pipeline builds every sampler from, carrying the prediction type and zero
+    terminal SNR (forced by ``choice``, else the checkpoint's markers, else the config's own)."""
+    chosen = prediction.resolve(parts["scheduler_config"], parts.get("prediction"), choice)
+    return prediction.apply(parts["scheduler_config"], chosen), chosen
 
 
 def missing_tokenizers_message(models_dir: Optional[Path]) -> str:
@@ -240,6 +258,7 @@ def _sdxl_present(options: LoadOptions) -> bool:
 def load_bundle(options: LoadOptions, *, tiny_root: Optional[Path] = None) -> ModelBundle:
     """Everything the pipeline needs, checked strictly, on ``options.device`` (or kept in RAM with
     ``cpu_offload``); logs the device and dtype it chose."""
+    prediction.check_choice(options.prediction)  # a bad value fails before minutes of loading
     device = resolve_device(options.device)
     dtype = resolve_dtype(device, options.dtype)
     if options.allow_download and options.model == "sdxl" and not _sdxl_present(options):
@@ -249,8 +268,10 @@ def load_bundle(options: LoadOptions, *, tiny_root: Optional[Path] = None) -> Mo
     source, architecture = resolve_base(options, tiny_root)
     files = resolve_layerdiffuse(options, architecture, tiny_root)
     log.info("loading %s (%s %s) on %s in %s", options.model, source.kind, source.location, device, dtype)
-    parts = load_base(source, dtype, options.variant)
-    if options.vae:
+    parts = load_base(source, dtype, options.variant, options.vae)
+    scheduler_config, chosen = scheduler_config_for(parts, options.prediction)
+    log.info("prediction: %s", chosen.describe())
+    if options.vae and source.kind != "single_file":  # a single file took it in load_base
         parts["vae"] = single_file.load_vae_file(options.vae, dict(parts["vae"].config), dtype)
     decoder_channels, encoder_channels = channels_for(architecture is TINY)
     # The dense layout's factorisation runs on the GPU when there is one (seconds instead of minutes).
@@ -259,13 +280,10 @@ def load_bundle(options: LoadOptions, *, tiny_root: Optional[Path] = None) -> Mo
     attn = layerdiffuse.load_attention(files.attn, parts["unet"], options.attn_rank, device, cache_root())
     attn.check_against(parts["unet"])
     decoder = layerdiffuse.load_decoder(files.decoder, decoder_channels, architecture.latent_level, dtype)
-    if files.encoder is not None:
-        encoder = layerdiffuse.load_encoder(files.encoder, encoder_channels, dtype)
-        scale = files.encoder_scale if files.encoder_scale is not None else layerdiffuse.encoder_scale_for(files.encoder)
-    else:
+    encoder, scale = layerdiffuse.load_optional_encoder(files, encoder_channels, dtype)  # warns when unusable
+    if encoder is None:
         # Without the encoder file, re-blend cannot encode a foreground; a zero offset keeps the VAE latent.
-        encoder, scale = TransparentVAEEncoder(encoder_channels).to(dtype).eval(), 1.0
-        log.warning("no transparent VAE encoder file: re-blend will use the plain VAE latent of the foreground")
+        encoder, scale, files.encoder = TransparentVAEEncoder(encoder_channels).to(dtype).eval(), 1.0, None
     if options.vae_tiling:
         parts["vae"].enable_tiling()
     target = torch.device("cpu") if options.cpu_offload else device
@@ -274,12 +292,12 @@ def load_bundle(options: LoadOptions, *, tiny_root: Optional[Path] = None) -> Mo
         module.eval().requires_grad_(False)
     bundle = ModelBundle(
         name=options.model, architecture=architecture, **modules,
-        tokenizer=parts["tokenizer"], tokenizer_2=parts["tokenizer_2"], scheduler_config=parts["scheduler_config"],
+        tokenizer=parts["tokenizer"], tokenizer_2=parts["tokenizer_2"], scheduler_config=scheduler_config,
         transparent_attn=attn.to(target, dtype), transparent_decoder=decoder.to(target),
         transparent_encoder=encoder.to(target), transparent_encoder_scale=scale, device=device, dtype=dtype,
         cpu_offload=options.cpu_offload, vae_tiling=options.vae_tiling, attention_slicing=options.attention_slicing,
         sources={"base": f"{source.kind}: {source.location}", "vae": options.vae or "base", "attn": str(files.attn), "decoder": str(files.decoder),
-                 "encoder": str(files.encoder) if files.encoder else "none"},
+                 "encoder": str(files.encoder) if files.encoder else "none", "prediction": chosen.describe()},
     )
     log.info("loaded %s on %s", options.model, bundle.describe_device())
     return bundle

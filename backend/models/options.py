@@ -29,3 +29,6 @@ class LoadOptions:
     vae: Optional[str] = None
     # Fetch missing ``sdxl`` files into the HF cache before loading (the server's first start, if allowed).
     allow_download: bool = False
+    # What the UNet predicts: auto (the checkpoint's v_pred / ztsnr markers or the scheduler config),
+    # epsilon or v_prediction (backend.models.prediction), for fine-tunes whose files do not say.
+    prediction: str = "auto"

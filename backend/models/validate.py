@@ -1,7 +1,9 @@
 """``models check``: what a weight file is, and whether it fits the SDXL (or tiny) modules exactly.
 
-Checks read only the safetensors header and compare against modules built on the meta device, so
-the full-size check of a 7 GB checkpoint or a 743 MB LoRA takes a second and no memory.
+Checks read only the safetensors header (a ``.ckpt`` is memory-mapped, its tensors left unread) and
+compare against modules built on the meta device, so the full-size check of a 7 GB checkpoint or a
+743 MB LoRA takes a second and no memory. Checkpoints of other model families (SDXL refiner, SD1.5,
+SD2) are named as such.
 """
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ def check_for(path: Path, kind: str, model: str) -> str:
         layerdiffuse.validate_module_file(path, layerdiffuse.encoder_module(channels_for(model == "tiny")[1]))
         try:
             scale = layerdiffuse.encoder_scale_for(path)
-            return f"loads strictly into the transparent encoder; output scale {scale:g} (from the file name)"
+            return f"loads strictly into the transparent encoder; output scale {scale:g} (from its layout)"
         except WeightFileError as err:
             return f"loads strictly into the transparent encoder; {err}"
     if kind in ("vae-original", "diffusers-vae"):
@@ -79,8 +81,12 @@ def check_for(path: Path, kind: str, model: str) -> str:
         check_names_and_shapes(expected, {k: tuple(v.shape) for k, v in names.items()}, str(path))
         return "fits the VAE (use it with --vae)"
     if kind == "sdxl-original":
-        single_file.validate_checkpoint(path, config_dir(model))
-        return "UNet, VAE and both text encoders convert and fit"
+        if single_file.validate_checkpoint(path, config_dir(model)):
+            return "UNet, VAE and both text encoders convert and fit"
+        return "UNet and both text encoders convert and fit; no VAE baked in: load it with --vae FILE"
+    family = single_file.other_family(read_header(path))
+    if family:
+        raise WeightFileError(f"{path}: {family}")
     raise WeightFileError(f"{path}: {layerdiffuse.FORMATS.get(kind, kind)}; LayerFusion does not load it")
 
 

@@ -15,9 +15,13 @@ from typing import Optional
 import torch
 
 # The defining module, not the package: mypy reads ``diffusers/__init__``'s dummy stand-in otherwise.
-from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import StableDiffusionXLPipeline
+from diffusers.pipelines.stable_diffusion_xl.pipeline_stable_diffusion_xl import (
+    StableDiffusionXLPipeline,
+    rescale_noise_cfg,
+)
 from diffusers.utils.torch_utils import randn_tensor
 
+from backend.models import prediction
 from backend.models.bundle import ModelBundle
 from backend.models.lowrank import LowRankDelta
 from backend.pipeline import conditioning, decoding
@@ -92,6 +96,9 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
     transparent_encoder: torch.nn.Module
     transparent_encoder_scale: float = 1.0
     attention_chunk: Optional[int] = None
+    # Guidance rescale after CFG (Lin et al. 2023, 3.4): 0.7 for v-prediction models, 0 (off) for epsilon.
+    # Not diffusers' ``guidance_rescale``, a read-only property of the parent pipeline.
+    cfg_rescale: float = 0.0
     _row_deltas: dict[str, RowDelta]
 
     @classmethod
@@ -106,6 +113,7 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         pipe.transparent_decoder = bundle.transparent_decoder
         pipe.transparent_encoder = bundle.transparent_encoder
         pipe.transparent_encoder_scale = bundle.transparent_encoder_scale
+        pipe.cfg_rescale = prediction.guidance_rescale_for(bundle.scheduler_config)
         delta = bundle.transparent_attn
         if bundle.cpu_offload:
             # diffusers moves each registered model to the GPU while it runs; the offsets must already be
@@ -123,14 +131,22 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
 
     def _unet_eps(self, latents: torch.Tensor, t, cond: conditioning.Conditioning, scheduler,
                   guidance: float, guided: bool) -> torch.Tensor:
-        """One batched UNet call on ``latents`` (one row per branch), guidance applied per branch."""
+        """One batched UNet call on ``latents`` (one row per branch), guidance applied per branch. The
+        output is whatever the UNet predicts (eps or v); ``scheduler.step`` knows which from its config."""
         model_in = torch.cat([latents, latents]) if guided else latents
         model_in = scheduler.scale_model_input(model_in, t)
         eps = self.unet(model_in, t, **cond.unet_kwargs(), return_dict=False)[0]
         if guided:
             uncond, text = eps.chunk(2)
-            eps = uncond + guidance * (text - uncond)
+            eps = self._guide(uncond, text, guidance)
         return eps
+
+    def _guide(self, uncond: torch.Tensor, text: torch.Tensor, guidance: float) -> torch.Tensor:
+        """CFG, then (v-prediction) guidance rescale; per row, since rows are separate branches."""
+        guided = uncond + guidance * (text - uncond)
+        if self.cfg_rescale > 0:
+            guided = rescale_noise_cfg(guided, text, guidance_rescale=self.cfg_rescale)
+        return guided
 
     @staticmethod
     def _check_cancel(should_cancel: Optional[CancelCheck]) -> None:
@@ -342,7 +358,7 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
                 rows = torch.cat([guides, latent, latent]) if guided else torch.cat([guides, latent])
                 model_in = scheduler.scale_model_input(rows, t)
                 eps = self.unet(model_in, t, **cond.unet_kwargs(), return_dict=False)[0]
-                eps = eps[2:3] + guidance_scale * (eps[3:4] - eps[2:3]) if guided else eps[2:3]
+                eps = self._guide(eps[2:3], eps[3:4], guidance_scale) if guided else eps[2:3]
                 latent = scheduler.step(eps, t, latent, return_dict=False)[0]
                 report(StepInfo(i + 1, len(timesteps), "denoise", int(t)), latent[0])
         blend = decoding.decode_rgb(self.vae, latent)[0]

@@ -2,6 +2,7 @@
 the production loader and checked numerically."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -190,20 +191,106 @@ def test_full_size_modules_match_the_published_files_on_the_meta_device():
 
 
 def test_full_size_encoder_file_loads_with_the_scale_of_its_layout(tmp_path):
+    """Both published names and a renamed copy of the same bytes: LayerDiffuse's x300 (METHOD.md 2.4)."""
     state = {k: v.half() for k, v in TransparentVAEEncoder(FULL_ENCODER_CHANNELS).state_dict().items()}
     scales = {}
-    for name in layerdiffuse.ENCODER_SCALES:
+    for name in (*layerdiffuse.ENCODER_FILES, "my_encoder.safetensors"):
         path = write(tmp_path, name, state)
         assert layerdiffuse.identify(layerdiffuse.read_header(path)) == "layerdiffuse-encoder"
         module = layerdiffuse.load_encoder(path, FULL_ENCODER_CHANNELS)
         assert torch.equal(module.blocks[0].weight, state["blocks.0.weight"].float())
         scales[name] = layerdiffuse.encoder_scale_for(path)
-    assert scales == {"vae_transparent_encoder.safetensors": 1.0,
-                      "ld_diffusers_sdxl_vae_transparent_encoder.safetensors": 300.0}
-    with pytest.raises(WeightFileError, match="cannot tell which LayerDiffuse encoder"):
-        layerdiffuse.encoder_scale_for(write(tmp_path, "my_encoder.safetensors", state))
+    assert scales == {"vae_transparent_encoder.safetensors": 300.0,
+                      "ld_diffusers_sdxl_vae_transparent_encoder.safetensors": 300.0,
+                      "my_encoder.safetensors": 300.0}
+    assert layerdiffuse.LAYERDIFFUSE_ENCODER_SCALE == 300.0
+    # The tiny test model's own encoder keeps x1, under the published name too.
+    tiny_state = TransparentVAEEncoder(TINY_ENCODER_CHANNELS).state_dict()
+    (tmp_path / "t").mkdir()
+    assert layerdiffuse.encoder_scale_for(write(tmp_path / "t", layerdiffuse.ENCODER_FILES[1], tiny_state)) == 1.0
     with pytest.raises(WeightFileError, match="has shape"):
         layerdiffuse.load_encoder(write(tmp_path, "e.safetensors", state), TINY_ENCODER_CHANNELS)
+    with pytest.raises(WeightFileError, match="not a transparent VAE encoder"):
+        layerdiffuse.encoder_scale_for(write(tmp_path, "d.safetensors", {"latent_conv_in.weight": torch.zeros(1)}))
+    narrow = dict(state, **{"blocks.16.bias": torch.zeros(5)})
+    with pytest.raises(WeightFileError, match=r"'blocks.16.bias' has shape \[5\], expected \[4\]"):
+        layerdiffuse.encoder_scale_for(write(tmp_path, "n.safetensors", narrow))
+
+
+def test_optional_encoder_scale_override_and_unusable_files(tmp_path, caplog):
+    state = TransparentVAEEncoder(FULL_ENCODER_CHANNELS).state_dict()
+    path = write(tmp_path, "renamed.safetensors", state)
+    attn, decoder = tmp_path / "a.safetensors", tmp_path / "d.safetensors"  # not read here
+    files = layerdiffuse.LayerDiffuseFiles(attn, decoder, path)
+    module, scale = layerdiffuse.load_optional_encoder(files, FULL_ENCODER_CHANNELS)
+    assert module is not None and scale == 300.0
+    files.encoder_scale = 2.5  # the override wins over the layout
+    assert layerdiffuse.load_optional_encoder(files, FULL_ENCODER_CHANNELS)[1] == 2.5
+    broken = tmp_path / "broken.safetensors"
+    broken.write_bytes(path.read_bytes()[:-10])
+    for encoder, problem in ((None, "no transparent VAE encoder file"), (broken, "broken.safetensors: truncated"),
+                             (tmp_path / "gone.safetensors", "gone.safetensors: no such file")):
+        caplog.clear()
+        result = layerdiffuse.load_optional_encoder(layerdiffuse.LayerDiffuseFiles(attn, decoder, encoder),
+                                                    FULL_ENCODER_CHANNELS)
+        assert result == (None, 1.0)
+        assert problem in caplog.text and "re-blend will use the plain VAE latent" in caplog.text
+    # The wrong widths (a tiny encoder given to SDXL) are reported, not raised.
+    caplog.clear()
+    tiny_file = write(tmp_path, "tiny.safetensors", TransparentVAEEncoder(TINY_ENCODER_CHANNELS).state_dict())
+    assert layerdiffuse.load_optional_encoder(layerdiffuse.LayerDiffuseFiles(attn, decoder, tiny_file),
+                                              FULL_ENCODER_CHANNELS) == (None, 1.0)
+    assert "tiny.safetensors: tensor 'blocks.0.bias' has shape [8], expected [32]" in caplog.text
+
+
+def test_find_files_takes_either_encoder_name_and_loads_without_one(tmp_path):
+    for name in (layerdiffuse.ATTN_DIFFUSERS, layerdiffuse.DECODER_FILES[1]):
+        (tmp_path / name).write_bytes(b"")
+    assert layerdiffuse.find_files(tmp_path).encoder is None
+    (tmp_path / layerdiffuse.ENCODER_FILES[1]).write_bytes(b"")
+    found = layerdiffuse.find_files(tmp_path)
+    assert found.encoder == tmp_path / layerdiffuse.ENCODER_FILES[1] and found.encoder_scale is None
+
+
+def dense_offsets(unet) -> dict[str, torch.Tensor]:
+    modules = dict(unet.named_modules())
+    generator = torch.Generator().manual_seed(3)
+    return {f"{n}.weight": torch.randn(modules[n].weight.shape, generator=generator) * 0.01
+            for n in tiny.attention_projections(unet)}
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("mid_block.attentions.0.transformer_blocks.0.attn1.to_out.0.bias", "a bias offset"),
+    ("mid_block.attentions.0.transformer_blocks.0.attn1.to_q.bias", "a bias offset"),
+    ("format_version", "not the weight of an attention projection"),
+])
+def test_dense_layout_with_an_extra_tensor_is_identified_then_refused_by_name(tmp_path, unet, extra, message):
+    offsets = dense_offsets(unet)
+    offsets[extra] = torch.zeros(64 if extra.endswith(".bias") else 1)
+    path = write(tmp_path, layerdiffuse.ATTN_DIFFUSERS, offsets)
+    assert layerdiffuse.identify(layerdiffuse.read_header(path)) == "layerdiffuse-attn-dense"
+    with pytest.raises(WeightFileError, match=rf"unexpected tensor '{re.escape(extra)}' \({message}.*expected only "
+                                              r"the 96 '<attention projection>.weight' offsets"):
+        layerdiffuse.load_attention(path, unet)
+
+
+def test_dense_layout_wrong_shape_names_tensor_and_expected_shape(tmp_path, unet):
+    offsets = dense_offsets(unet)
+    name = "up_blocks.0.attentions.2.transformer_blocks.0.attn2.to_k.weight"
+    offsets[name] = torch.zeros(64, 7)
+    path = write(tmp_path, layerdiffuse.ATTN_DIFFUSERS, offsets)
+    expected = list(dense_offsets(unet)[name].shape)
+    with pytest.raises(WeightFileError, match=rf"'{re.escape(name)}' has shape \[64, 7\], expected "
+                                              rf"{re.escape(str(expected))}"):
+        layerdiffuse.load_attention(path, unet)
+
+
+def test_majority_rule_does_not_take_a_unet_or_a_mostly_foreign_file_for_dense(unet):
+    info = layerdiffuse.TensorInfo("F32", (1,))
+    assert layerdiffuse.identify({k: info for k in unet.state_dict()}) == "diffusers-unet"
+    few = {k: info for k in list(dense_offsets(unet))[:2]}
+    few.update({f"other.{i}": info for i in range(3)})
+    assert layerdiffuse.identify(few) == "unknown"
 
 
 def test_large_dense_offsets_factorise_exactly_at_their_rank():

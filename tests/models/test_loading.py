@@ -131,7 +131,7 @@ def test_diffusers_folder_with_diffusers_layout_layerdiffuse_files(tmp_path, ref
         reference[name].save_pretrained(folder / name)
     (folder / "scheduler").mkdir()
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(tiny.SCHEDULER_CONFIG))
-    # The diffusers-named LayerDiffuse files: dense offsets and the 300x encoder.
+    # The diffusers-named LayerDiffuse files: dense offsets and the encoder.
     lora = layerdiffuse.load_attention(tiny_files.layer_model / layerdiffuse.ATTN_ORIGINAL, reference["unet"])
     dense = {f"{name}.weight": lora.dense(name) for name in lora.factors}
     attn = tmp_path / layerdiffuse.ATTN_DIFFUSERS
@@ -144,7 +144,8 @@ def test_diffusers_folder_with_diffusers_layout_layerdiffuse_files(tmp_path, ref
     loaded = load_bundle(LoadOptions(str(folder), layerdiffuse_files={"attn": attn, "decoder": decoder,
                                                                       "encoder": encoder}))
     assert loaded.architecture is TINY and loaded.sources["base"] == f"folder: {folder}"
-    assert loaded.transparent_encoder_scale == 300.0
+    # The tiny encoder keeps its own x1 under the diffusers name: the scale follows the layout, not the name.
+    assert loaded.transparent_encoder_scale == 1.0
     sample, t, text, added = unet_inputs(1)
     with torch.no_grad():
         assert torch.equal(loaded.unet(sample, t, encoder_hidden_states=text, added_cond_kwargs=added).sample,
