@@ -113,12 +113,15 @@ def _single_file(path: Path, models_dir: Optional[Path], tiny_root: Optional[Pat
     the tiny configs, anything else SDXL's."""
     from backend.models.weight_files import read_header
 
-    conv_in = read_header(path).get(catalog.UNET_CONV_IN)
+    header = read_header(path)
+    conv_in = header.get(catalog.UNET_CONV_IN)
     if conv_in is not None and conv_in.shape[0] == TINY_CONV_IN_CHANNELS:
         from backend.models.tiny_files import ensure_tiny_files
 
         configs = ensure_tiny_files(tiny_root).configs
         return BaseSource("single_file", str(path), configs, (configs / "tokenizer", configs / "tokenizer_2")), TINY
+    # Before anything else (the tokenizers, say): a refiner or SD1.5 file is named as such at once.
+    single_file.require_sdxl(path, header)
     source = BaseSource("single_file", str(path), single_file.SDXL_CONFIG_DIR, catalog.tokenizer_folders(models_dir),
                         models_dir)
     return source, SDXL

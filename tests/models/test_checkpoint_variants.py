@@ -209,6 +209,9 @@ def test_other_model_families_are_named(tmp_path, names, message):
         single_file.load_single_file(path, single_file.SDXL_CONFIG_DIR)
     with pytest.raises(WeightFileError, match=message):
         validate.check_file(path)
+    # Through the whole loader too, with no SDXL tokenizers anywhere: the family is named first.
+    with pytest.raises(WeightFileError, match=message):
+        load_bundle(LoadOptions(model=str(path), models_dir=str(tmp_path / "empty-models")))
     assert single_file.other_family(read_header(path)) is not None
 
 
