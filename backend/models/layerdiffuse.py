@@ -14,6 +14,7 @@ wrong block mapping would fit, which is why the mapping is derived from the UNet
 """
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +48,7 @@ LAYERDIFFUSE_ENCODER_SCALE = 300.0
 TINY_ENCODER_SCALE = 1.0
 # The transparent-attention projections, the weight offsets of which the dense diffusers file holds.
 DENSE_KEY = re.compile(r"\.attn[12]\.to_(q|k|v|out\.0)\.weight$")
+log = logging.getLogger(__name__)
 LORA_KEY = re.compile(r"^diffusion_model\.(?P<name>.+)\.weight::(?P<kind>[a-z_]+)::(?P<index>\d+)$")
 
 # What ``identify`` can answer.
@@ -129,7 +131,9 @@ def encoder_scale_for(path: Path) -> float:
 
     found = {k: v.shape for k, v in header.items()}
     for widths, scale in encoder_scales_by_width().items():
-        if found == {k: tuple(v.shape) for k, v in encoder_module(widths).state_dict().items()}:
+        with torch.device("meta"):  # shapes only: no full-size encoder allocated to compare against
+            expected = {k: tuple(v.shape) for k, v in encoder_module(widths).state_dict().items()}
+        if found == expected:
             return scale
     validate_module_file(path, encoder_module(FULL_ENCODER_CHANNELS))  # names the first misfit
     raise AssertionError("unreachable: the published layout fits")
@@ -148,17 +152,15 @@ def load_optional_encoder(files: LayerDiffuseFiles, channels: tuple[int, ...], d
     """The transparent encoder and its output scale (the override, else that of its widths), or
     ``(None, 1.0)`` with a warning naming the file and the problem: only re-blend needs the encoder, so
     a missing, unreadable or misfitting one must not stop the model from loading."""
-    import logging
-
     consequence = "re-blend will use the plain VAE latent of the foreground (no transparent offset)"
     if files.encoder is None:
-        logging.getLogger(__name__).warning(
+        log.warning(
             "no transparent VAE encoder file (%s): %s", " or ".join(ENCODER_FILES), consequence)
         return None, 1.0
     try:
         encoder = load_encoder(files.encoder, channels, dtype)
     except (WeightFileError, OSError) as err:
-        logging.getLogger(__name__).warning("transparent VAE encoder not used: %s; %s", err, consequence)
+        log.warning("transparent VAE encoder not used: %s; %s", err, consequence)
         return None, 1.0
     # Strictly loaded at ``channels``, so its layout is known; an override always wins.
     scale = files.encoder_scale if files.encoder_scale is not None else encoder_scales_by_width().get(
@@ -281,8 +283,6 @@ def factorise_dense(offsets: dict[str, torch.Tensor], rank: int = DEFAULT_RANK,
     minutes on a CPU; a randomised SVD with a few more probes than ``rank`` is exact for offsets of
     rank <= ``rank`` (the published file is a densified rank-256 LoRA, METHOD.md 2.2.3) and ~50x faster.
     Small matrices take the plain SVD. Runs on ``device`` (a GPU does all 560 in seconds)."""
-    import logging
-
     factors, worst = {}, ("", 0.0)
     for name, delta in offsets.items():
         matrix = delta.to(device=device, dtype=torch.float32)
@@ -301,7 +301,7 @@ def factorise_dense(offsets: dict[str, torch.Tensor], rank: int = DEFAULT_RANK,
             worst = (name, residual.item())
         factors[name] = (up.cpu(), down.cpu())
     if worst[1] > RESIDUAL_WARNING:
-        logging.getLogger(__name__).warning(
+        log.warning(
             "dense transparent-attention offsets are not rank %d: '%s' keeps only %.1f%% of its norm",
             rank, worst[0], 100 * (1 - worst[1]))
     return LowRankDelta(factors)
