@@ -34,6 +34,10 @@ LAYER_NAMES = ("foreground", "background", "blend")
 # What the method saw, kept with every generation as greyscale PNGs at image size.
 MAP_NAMES = ("structure_prior", "content_prior", "content_prior_mean", "mask_soft", "mask_hard")
 IMAGE_NAMES = LAYER_NAMES + MAP_NAMES
+# LoRAs per job, and how far a strength may go either way (beyond 4 every known LoRA paints garbage).
+MAX_LORAS = 8
+MAX_LORA_STRENGTH = 4.0
+MAX_LORA_NAME_CHARS = 500
 # The team's reading of "clearly sharp" (METHOD.md 1.5, 5) until calibrated on real SDXL.
 DEFAULT_BOUNDARY_COEFFICIENT = 16.0
 
@@ -142,6 +146,34 @@ class MethodOptions:
 
 
 @dataclass
+class LoraChoice:
+    """One LoRA applied to a job: to the UNet and both text encoders, in every branch."""
+
+    name: str = spec(
+        nonblank=True, max_length=MAX_LORA_NAME_CHARS,
+        doc="The LoRA as GET /v1/models lists it: its path under a LoRA folder, e.g. 'styles/ink.safetensors'.",
+    )
+    strength: float = spec(
+        1.0, minimum=-MAX_LORA_STRENGTH, maximum=MAX_LORA_STRENGTH,
+        doc="Scale of the LoRA's offsets: 1 as trained, 0 off, negative pushes away from it.",
+    )
+
+
+LORAS_DOC = "LoRAs applied to this job, in order; none = the model alone. A name may appear once."
+
+
+def check_loras(loras: "List[LoraChoice]", prefix: str = "") -> None:
+    seen = set()
+    for i, lora in enumerate(loras):
+        if lora.name in seen:
+            raise Unprocessable(
+                "invalid_field", "LoRA '%s' is listed twice: give it once, with the summed strength" % lora.name,
+                "%sloras[%d].name" % (prefix, i),
+            )
+        seen.add(lora.name)
+
+
+@dataclass
 class GenerateRequest:
     """Generate a foreground (RGBA), a background (RGB) and, unless blend is none, a blend."""
 
@@ -162,10 +194,12 @@ class GenerateRequest:
     steps: int = spec(25, minimum=1, maximum=MAX_STEPS, doc="Denoising steps.")
     guidance: float = spec(7.0, minimum=0.0, maximum=30.0, doc="Classifier-free guidance scale; <= 1 disables it.")
     seed: Optional[int] = spec(None, minimum=0, maximum=MAX_SEED, doc="Random seed; unset = a random one.")
+    loras: List[LoraChoice] = spec(default_factory=list, max_items=MAX_LORAS, doc=LORAS_DOC)
     options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
 
     def check(self, prefix: str = "") -> None:
         check_size(self.width, self.height, prefix)
+        check_loras(self.loras, prefix)
         if self.options.interaction is Interaction.independent and self.blend is BlendMode.generative:
             raise Unprocessable(
                 "invalid_field",
@@ -202,9 +236,11 @@ class ReblendRequest:
     steps: int = spec(25, minimum=1, maximum=MAX_STEPS, doc="Steps of a full schedule; strength x steps run.")
     guidance: float = spec(7.0, minimum=0.0, maximum=30.0, doc="Classifier-free guidance scale for the blend.")
     seed: Optional[int] = spec(None, minimum=0, maximum=MAX_SEED, doc="Random seed; unset = a random one.")
+    loras: List[LoraChoice] = spec(default_factory=list, max_items=MAX_LORAS, doc=LORAS_DOC)
     options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
 
     def check(self, prefix: str = "") -> None:
+        check_loras(self.loras, prefix)
         if self.options.interaction is not Interaction.fused:
             raise Unprocessable(
                 "invalid_field", "a re-blend always fuses its branches: leave options.interaction 'fused'",
@@ -399,11 +435,24 @@ class ModelInfo:
 
 
 @dataclass
+class LoraInfo:
+    """One LoRA file in the server's LoRA folders."""
+
+    name: str = spec(doc="What a job's 'loras[].name' gives: the path under its LoRA folder.")
+    base: str = spec(doc="The model family it was trained for: 'sdxl', 'sd1', 'sd2', 'tiny' or 'unknown'.")
+    format: str = spec(doc="'kohya', 'lycoris' (LoCon), 'diffusers' or 'peft'; 'unsupported' when unusable.")
+    size: int = spec(0, minimum=0, doc="File size in bytes.")
+    usable: bool = spec(False, doc="Whether the model being served takes it.")
+    reason: str = spec("", doc="Why it is not usable; empty when it is.")
+
+
+@dataclass
 class ModelList:
     """Answer of GET /v1/models."""
 
     models: List[ModelInfo] = spec(default_factory=list, doc="Known models.")
     loaded: str = spec("", doc="The model being served.")
+    loras: List[LoraInfo] = spec(default_factory=list, doc="LoRA files found, usable ones first.")
 
 
 # SSE event names on GET /v1/jobs/{id}/events: 'status' carries a JobStatus (first on connect and on
