@@ -87,6 +87,12 @@ def _rename(key: str, rules: list[tuple[str, str, bool]], inner: tuple[tuple[str
     raise KeyError(f"no original-layout name for '{key}'")
 
 
+def ldm_module_name(name: str, config: Mapping[str, Any]) -> str:
+    """The original-layout name of one UNet sub-module (``down_blocks.1.resnets.0.conv1`` ->
+    ``input_blocks.4.0.in_layers.2``), as kohya's SDXL LoRA names are built from."""
+    return _rename(name + ".weight", _unet_prefixes(config), _UNET_RESNET).removesuffix(".weight")
+
+
 def unet_to_ldm(state_dict: Mapping[str, torch.Tensor], config: Mapping[str, Any]) -> dict[str, torch.Tensor]:
     """A diffusers UNet state dict under the original names, prefixed ``model.diffusion_model.``."""
     rules = _unet_prefixes(config)

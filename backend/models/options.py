@@ -32,3 +32,7 @@ class LoadOptions:
     # What the UNet predicts: auto (the checkpoint's v_pred / ztsnr markers or the scheduler config),
     # epsilon or v_prediction (backend.models.prediction), for fine-tunes whose files do not say.
     prediction: str = "auto"
+    # LoRA folders beyond <models-dir>/loras (ComfyUI) and <models-dir>/Lora (A1111), searched first.
+    lora_dirs: list[str] = field(default_factory=list)
+    # LoRA files kept loaded as adapters between jobs (least recently used ones are unloaded).
+    lora_cache: int = 4

@@ -28,6 +28,7 @@ from backend.pipeline.blending import (
     blended_self_attention,
     eos_probabilities,
 )
+from backend.pipeline.loras import lora_terms, peft_base
 from backend.pipeline.masks import LayerwiseMasks, MaskSet
 from backend.pipeline.rows import row_runs
 from shared.protocol import AttentionBlend
@@ -104,18 +105,22 @@ class RowDelta:
         if pair is None or not rows:
             return linear(x)
         up, down = pair
-        weight = getattr(linear, "weight", None)
-        if (type(linear) is nn.Linear and x.dim() == 3 and isinstance(weight, torch.Tensor)
+        base = peft_base(linear)  # the artist's LoRAs wrap the layer; they apply to every row
+        weight = getattr(base, "weight", None)
+        if (type(base) is nn.Linear and x.dim() == 3 and isinstance(weight, torch.Tensor)
                 and merging_is_cheaper(weight.shape[0], weight.shape[1], len(rows) * x.shape[1])):
-            merged = torch.addmm(weight, up, down, alpha=self.scale)
-            if len(rows) == x.shape[0]:
-                return F.linear(x, merged, linear.bias)
-            y = x.new_empty(*x.shape[:-1], weight.shape[0])
-            offset = set(rows)
-            for w, part in ((merged, offset), (weight, set(range(x.shape[0])) - offset)):
-                for run in row_runs(part):
-                    _linear_into(y[run], x[run], w, linear.bias)
-            return y
+            splittable, residual = lora_terms(linear, x)
+            if splittable:
+                merged = torch.addmm(weight, up, down, alpha=self.scale)
+                if len(rows) == x.shape[0]:
+                    y = F.linear(x, merged, base.bias)
+                else:
+                    y = x.new_empty(*x.shape[:-1], weight.shape[0])
+                    offset = set(rows)
+                    for w, part in ((merged, offset), (weight, set(range(x.shape[0])) - offset)):
+                        for run in row_runs(part):
+                            _linear_into(y[run], x[run], w, base.bias)
+                return y if residual is None else y.add_(residual)
         y = linear(x)
         for r in rows:
             y[r].addmm_(x[r] @ down.t(), up.t(), alpha=self.scale)

@@ -19,10 +19,12 @@ from PIL import Image
 from backend import __version__
 from backend.models.bundle import SDXL, TINY, Architecture, ModelBundle
 from backend.models.loading import load_bundle
+from backend.models.loras import LoraError, LoraFile, LoraLibrary
 from backend.models.options import LoadOptions
 from backend.pipeline import decoding
 from backend.pipeline.attention import check_prior_block
 from backend.pipeline.layerfusion import LayerFusionPipeline
+from backend.pipeline.loras import LoraAdapters
 from backend.pipeline.preview import LatentPreviewer
 from backend.pipeline.progress import GenerationCancelled, StepInfo
 from shared.fields import Unprocessable
@@ -95,6 +97,8 @@ class Engine:
         self.bundle: Optional[ModelBundle] = None
         self.pipe: Optional[LayerFusionPipeline] = None
         self._previewer: Optional[LatentPreviewer] = None
+        self.lora_library = LoraLibrary.from_options(self.options.models_dir, self.options.lora_dirs)
+        self._adapters: Optional[LoraAdapters] = None
 
     @property
     def loaded(self) -> bool:
@@ -112,11 +116,13 @@ class Engine:
         self.architecture = self.bundle.architecture
         self.pipe = LayerFusionPipeline.from_bundle(self.bundle)
         self._previewer = LatentPreviewer(self.bundle.vae)
+        self._adapters = LoraAdapters(self.pipe, self.options.lora_cache)
 
     def check(self, request: JobRequest) -> None:
         """What the protocol cannot know: the model's size limit, its prior layer, and whether uploaded
         PNGs decode in full. Raises ProtocolError naming the field; costs no GPU work."""
         self._check_model(request)
+        self.resolve_loras(request)
         if isinstance(request, ReblendRequest):
             decode_png(request.foreground_png, "foreground_png", "RGBA")
             decode_png(request.background_png, "background_png", "RGB")
@@ -136,11 +142,36 @@ class Engine:
             except ValueError as err:
                 raise Unprocessable("invalid_field", str(err), "options.prior_layer") from None
 
+    def resolve_loras(self, request: JobRequest) -> list[tuple[LoraFile, float]]:
+        """The job's LoRA files, found and checked against the model family from their headers alone;
+        Unprocessable names the LoRA (its field ``loras[i].name``) otherwise."""
+        resolved = []
+        for i, choice in enumerate(request.loras):
+            try:
+                file = self.lora_library.find(choice.name)
+                problem = file.problem_for(self.architecture.name)
+                if problem:
+                    raise LoraError(choice.name, problem)
+            except LoraError as err:
+                raise Unprocessable("invalid_lora", str(err), "loras[%d].name" % i) from None
+            resolved.append((file, choice.strength))
+        return resolved
+
+    def _activate_loras(self, request: JobRequest) -> None:
+        assert self._adapters is not None
+        try:
+            self._adapters.activate(self.resolve_loras(request))
+        except LoraError as err:
+            names = [c.name for c in request.loras]
+            field = "loras[%d].name" % names.index(err.name) if err.name in names else "loras"
+            raise Unprocessable("invalid_lora", str(err), field) from None
+
     def run(self, request: JobRequest, *, on_step: Optional[StepCallback] = None,
             cancelled: Optional[CancelCheck] = None, preview: bool = False) -> JobResult:
         self.load()
         self._check_model(request)  # the uploads were decoded by check(); _reblend decodes them once
         assert self.pipe is not None and self.bundle is not None
+        self._activate_loras(request)
         seed = resolve_seed(request.seed)
         generator = torch.Generator().manual_seed(seed)
         blend_prompt = compose_blend_prompt(request.foreground_prompt, request.background_prompt,
