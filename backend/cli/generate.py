@@ -50,6 +50,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=7.0)
     parser.add_argument("--seed", type=int, default=None, help="default: random (written to params.json)")
+    parser.add_argument("--lora", action="append", default=[], metavar="NAME[:STRENGTH]",
+                        help="a LoRA from the LoRA folders (see `models list`), strength -4..4, default 1; "
+                             "repeat for several")
     add_model_arguments(parser, default_model="tiny")
     method = parser.add_argument_group("method options")
     method.add_argument("--mask-source", choices=[m.value for m in MaskSource])
@@ -82,10 +85,22 @@ def _options(args: argparse.Namespace) -> dict[str, Any]:
     return {key: getattr(args, arg) for arg, key in names.items() if getattr(args, arg) is not None}
 
 
+def parse_lora(text: str) -> dict[str, Any]:
+    """``NAME[:STRENGTH]`` as the protocol's LoRA choice; the protocol checks the strength's range."""
+    name, sep, tail = text.rpartition(":")
+    if not sep:
+        return {"name": text, "strength": 1.0}
+    try:
+        return {"name": name, "strength": float(tail)}
+    except ValueError:
+        raise ProtocolError("invalid_field", f"--lora {text!r}: the strength after ':' must be a number",
+                            "loras") from None
+
+
 def _base(args: argparse.Namespace) -> dict[str, Any]:
     data = {"foreground_prompt": args.fg, "background_prompt": args.bg, "blend_prompt": args.blend_prompt,
             "negative_prompt": args.negative, "steps": args.steps, "guidance": args.guidance,
-            "options": _options(args)}
+            "options": _options(args), "loras": [parse_lora(text) for text in args.lora]}
     if args.seed is not None:
         data["seed"] = args.seed
     return data

@@ -23,6 +23,11 @@ def add_model_arguments(parser: argparse.ArgumentParser, default_model: str) -> 
     group.add_argument("--prediction", default="auto", choices=prediction.CHOICES,
                        help="what the model predicts: auto (default: the checkpoint's v_pred marker or the "
                             "scheduler config), epsilon, or v_prediction for v-pred fine-tunes that do not say")
+    group.add_argument("--lora-dir", action="append", default=[], metavar="DIR",
+                       help="a folder of LoRA files, searched before <models-dir>/loras and <models-dir>/Lora; "
+                            "repeatable")
+    group.add_argument("--lora-cache", type=int, default=4, metavar="N",
+                       help="LoRA files kept loaded between jobs (default %(default)s)")
     group.add_argument("--allow-download", action="store_true",
                        help="fetch missing sdxl files into the Hugging Face cache before loading")
 
@@ -31,4 +36,5 @@ def load_options(args: argparse.Namespace) -> LoadOptions:
     return LoadOptions(model=args.model, models_dir=args.models_dir, device=args.device, dtype=args.dtype,
                        vae=args.vae, cpu_offload=args.cpu_offload, vae_tiling=args.vae_tiling,
                        attention_slicing=args.attention_slicing, allow_download=args.allow_download,
-                       prediction=getattr(args, "prediction", "auto"))
+                       prediction=getattr(args, "prediction", "auto"), lora_dirs=list(args.lora_dir),
+                       lora_cache=args.lora_cache)

@@ -11,7 +11,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = parser.add_subparsers(dest="models_command", required=True, metavar="ACTION")
 
     listing = sub.add_parser("list", help="presets and the model files found (HF cache, --models-dir)")
-    listing.add_argument("--models-dir", help="a ComfyUI-style models folder (checkpoints/, layer_model/, vae/)")
+    listing.add_argument("--models-dir", help="a ComfyUI-style models folder (checkpoints/, layer_model/, vae/, loras/)")
+    listing.add_argument("--lora-dir", action="append", default=[], metavar="DIR", help="another LoRA folder")
     listing.set_defaults(func=run_list)
 
     check = sub.add_parser("check", help="validate a weight file: its format, names and shapes")
@@ -49,7 +50,24 @@ def run_list(args: argparse.Namespace) -> int:
     if not found:
         where = f"{models_dir} and the Hugging Face cache" if models_dir else "the Hugging Face cache (no --models-dir)"
         print(f"  none in {where}")
+    _list_loras(models_dir, args.lora_dir)
     return 0
+
+
+def _list_loras(models_dir: Path | None, lora_dirs: list[str]) -> None:
+    from backend.models import catalog
+    from backend.models.loras import LoraLibrary
+
+    library = LoraLibrary.from_options(models_dir, lora_dirs)
+    print("LoRAs (give NAME to --lora NAME[:STRENGTH]):")
+    files = library.list()
+    for file in files:
+        note = file.problem or ("" if file.base == "sdxl" else f"not SDXL: {file.base}")
+        print(f"  {catalog.human_size(file.size):>9}  {file.format:9} {file.base:7} {file.name}"
+              + (f"  ({note})" if note else ""))
+    if not files:
+        where = ", ".join(str(f) for f in library.folders) or "no LoRA folder (--models-dir DIR/loras, --lora-dir)"
+        print(f"  none in {where}")
 
 
 def _sdxl_state(models_dir: Path | None) -> str:

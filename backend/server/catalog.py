@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import List, Optional
 
 from backend.models import catalog
-from shared.protocol import ModelInfo, ModelList
+from backend.models.loras import LoraLibrary
+from shared.protocol import LoraInfo, ModelInfo, ModelList
 
 
 def model_kind(name: str) -> str:
@@ -39,7 +40,18 @@ def _available(name: str, kind: str, models_dir: Optional[Path]) -> bool:
     return Path(name).expanduser().exists()
 
 
-def model_list(loaded: str, models_dir: Optional[str]) -> ModelList:
+def lora_list(library: LoraLibrary, architecture: str) -> List[LoraInfo]:
+    """Every LoRA file in the library, with whether the served model's family takes it; usable first."""
+    infos = []
+    for file in library.list():
+        reason = file.problem_for(architecture)
+        infos.append(LoraInfo(name=file.name, base=file.base, format=file.format, size=file.size,
+                              usable=not reason, reason=reason))
+    return sorted(infos, key=lambda info: not info.usable)
+
+
+def model_list(loaded: str, models_dir: Optional[str], library: Optional[LoraLibrary] = None,
+               architecture: str = "sdxl") -> ModelList:
     folder = Path(models_dir).expanduser() if models_dir else None
     names: List[str] = list(catalog.PRESETS)
     if loaded not in names:
@@ -60,4 +72,5 @@ def model_list(loaded: str, models_dir: Optional[str]) -> ModelList:
                 description=catalog.PRESETS.get(name, "model at %s" % name),
             )
         )
-    return ModelList(models=models, loaded=loaded)
+    loras = lora_list(library, architecture) if library is not None else []
+    return ModelList(models=models, loaded=loaded, loras=loras)

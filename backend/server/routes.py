@@ -41,9 +41,11 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def models(request: web.Request) -> web.Response:
-    config = request.app[CONFIG]
+    config, engine = request.app[CONFIG], request.app[SERVICE].engine
     loop = asyncio.get_running_loop()
-    return _json(await loop.run_in_executor(None, model_list, config.loading.model, config.loading.models_dir))
+    listing = await loop.run_in_executor(None, model_list, config.loading.model, config.loading.models_dir,
+                                         engine.lora_library, engine.architecture.name)
+    return _json(listing)
 
 
 async def create_job(request: web.Request) -> web.Response:

@@ -6,7 +6,7 @@ import asyncio
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Optional
 
 from aiohttp.test_utils import TestClient, TestServer
 
@@ -17,10 +17,11 @@ from backend.server.config import ServerConfig
 
 @asynccontextmanager
 async def app_client(
-    output_dir: Path, *, wait_ready: bool = True, **config: Any
+    output_dir: Path, *, wait_ready: bool = True, loading: Optional[LoadOptions] = None, **config: Any
 ) -> AsyncIterator[TestClient]:
-    """A test client of the app for the tiny model, ``ServerConfig(output_dir=..., **config)``."""
-    app = create_app(ServerConfig(loading=LoadOptions(model="tiny"), output_dir=output_dir, port=0, **config))
+    """A test client of the app for the tiny model (or ``loading``), ``ServerConfig(output_dir=..., **config)``."""
+    app = create_app(ServerConfig(loading=loading or LoadOptions(model="tiny"), output_dir=output_dir, port=0,
+                                  **config))
     async with TestClient(TestServer(app)) as client:
         if wait_ready:
             deadline = time.monotonic() + 900  # a hang guard: building the model on a loaded machine is slow
