@@ -9,9 +9,10 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .client import Api, ConnectionState, HealthMonitor, HttpResult, JobOutcome, JobRun
 from .docker import Panel
+from .lora_picker import LoraCatalog
 from .pixels import decode_triplet, encode_png, fitted, image_from_bgra, in_background, thumbnail
 from .qt import QObject, QTimer, pyqtSignal
-from .settings import Settings
+from .settings import Settings, parse_loras
 from .targets import MASK, HistoryEntry, ReblendSource, Target, UserError, history_label
 from .wire import ProtocolError, protocol, validated
 
@@ -49,6 +50,7 @@ class Controller(QObject):
         self.settings = settings
         self.api = Api(settings.server_url, settings.token, self)
         self.monitor = HealthMonitor(self.api, parent=self)
+        self.catalog = LoraCatalog(self.api, self)  # the server's LoRAs, fetched when it connects
         self.runs: List[JobRun] = []
         self.history: Dict[str, HistoryEntry] = {}
         self.reblend_runs: Dict[str, JobRun] = {}  # group key -> its running re-blend
@@ -60,6 +62,9 @@ class Controller(QObject):
         panel.select_foreground_clicked.connect(self.select_foreground)
         panel.reinsert_requested.connect(self.reinsert)
         panel.settings_changed.connect(self._settings_changed)
+        panel.loras.refresh_requested.connect(self.refresh_loras)
+        self.catalog.loaded.connect(panel.loras.set_available)
+        self.catalog.failed.connect(lambda why: panel.loras.show_status("Could not list the LoRAs: " + why, True))
         self.monitor.changed.connect(self._connection)
         self._connection(self.monitor.state)
         self.monitor.start()
@@ -77,8 +82,13 @@ class Controller(QObject):
 
     def _connection(self, state: ConnectionState) -> None:
         self.panel.set_connection(state.kind, state.text)
+        if state.kind == "connected":  # the monitor reports changes only: once per connection
+            self.catalog.fetch()
         if state.kind == "connected" and not self.history:
             self.load_server_history()
+
+    def refresh_loras(self) -> None:
+        self.catalog.fetch()  # a click while a request is out is answered by that request
 
     # ---- generate --------------------------------------------------------------------------------
     @guarded
@@ -92,7 +102,7 @@ class Controller(QObject):
                 foreground_prompt=s.foreground_prompt, background_prompt=s.background_prompt,
                 negative_prompt=s.negative_prompt, width=target.gen_width, height=target.gen_height,
                 blend=protocol.BlendMode(s.blend), steps=s.steps, guidance=s.guidance,
-                seed=None if s.random_seed else s.seed, options=s.method_options()))
+                seed=None if s.random_seed else s.seed, loras=s.lora_choices(), options=s.method_options()))
         except UserError as err:
             self.panel.show_error(str(err))
             return None
@@ -206,7 +216,8 @@ class Controller(QObject):
                     strength=s.strength, steps=int(p.get("steps", s.steps)),
                     guidance=float(p.get("guidance", s.guidance)),
                     seed=p.get("seed") if isinstance(p.get("seed"), int) else None,
-                    options=s.method_options()))
+                    # the LoRAs the group was made with, not the picker's: the blend must match its layers
+                    loras=parse_loras(p.get("loras")), options=s.method_options()))
             except ProtocolError as err:
                 self.panel.show_error("Cannot send this re-blend: %s" % err.message)
                 return

@@ -7,6 +7,7 @@ import math
 import random
 from typing import Any, Optional
 
+from .lora_picker import LoraPicker
 from .qt import (
     QCheckBox,
     QComboBox,
@@ -31,7 +32,7 @@ from .qt import (
     QWidget,
     pyqtSignal,
 )
-from .settings import Settings
+from .settings import Settings, dump_loras
 from .wire import protocol
 
 RESOLUTIONS = [("SDXL, 1 megapixel", 1024 * 1024), ("Draft, 0.25 MP", 512 * 512), ("Tiny test, 128²", 128 * 128)]
@@ -108,6 +109,12 @@ class Panel(QWidget):
         form.addRow("Guidance", self.guidance)
         form.addRow("Re-blend strength", self.strength)
         outer.addLayout(form)
+
+        self.lora_box = QGroupBox("LoRAs")
+        lora_layout = QVBoxLayout(self.lora_box)
+        self.loras = LoraPicker()
+        lora_layout.addWidget(self.loras)
+        outer.addWidget(self.lora_box)
 
         self.advanced = QGroupBox("Advanced")
         self.advanced.setCheckable(True)
@@ -194,6 +201,7 @@ class Panel(QWidget):
             spin.valueChanged.connect(self.settings_changed)
         for check in (self.random_seed, self.auto_reblend, self.insert_mask):
             check.toggled.connect(self.settings_changed)
+        self.loras.changed.connect(self.settings_changed)
 
     # ---- settings ------------------------------------------------------------------------------
     def apply(self, values: Settings) -> None:
@@ -220,6 +228,7 @@ class Panel(QWidget):
                 _select(self.resolution, values.target_pixels)
             self.auto_reblend.setChecked(values.auto_reblend)
             self.insert_mask.setChecked(values.insert_mask)
+            self.loras.set_choices(values.lora_choices())
             self.advanced.setChecked(False)
         finally:
             self.blockSignals(False)
@@ -247,6 +256,7 @@ class Panel(QWidget):
             insert_mask=self.insert_mask.isChecked(),
             target_pixels=int(self.resolution.currentData()),
             history_limit=getattr(self, "_history_limit", 12),
+            loras=dump_loras(self.loras.choices()),
         )
 
     def roll_seed(self) -> None:

@@ -1,7 +1,8 @@
 """The docker's settings, persisted with QSettings between Krita sessions."""
 import dataclasses
+import json
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, List, Sequence
 
 from .qt import QSettings
 from .wire import protocol, sizes
@@ -31,6 +32,8 @@ class Settings:
     # Pixels the model works at; SDXL's one megapixel unless a smaller (test, preview) size is wanted.
     target_pixels: int = sizes.SDXL_PIXELS
     history_limit: int = 12
+    # The picker's rows as JSON text ('[{"name": ..., "strength": ...}]'): QSettings keeps plain values.
+    loras: str = "[]"
 
     def method_options(self) -> Any:
         return protocol.MethodOptions(
@@ -39,6 +42,39 @@ class Settings:
             boundary_coefficient=self.boundary_coefficient,
             content_prior=protocol.ContentPrior(self.content_prior),
         )
+
+    def lora_choices(self) -> List[Any]:
+        return parse_loras(self.loras)
+
+
+def parse_loras(data: Any) -> List[Any]:
+    """``[{"name", "strength"}, ...]`` (JSON text from the settings, or a job's params) as LoraChoices.
+
+    Tolerant by design: stored text may be damaged and old jobs name no LoRAs. A malformed entry is
+    skipped rather than failing a re-blend; strengths are held to the protocol's range.
+    """
+    if isinstance(data, str):
+        try:
+            data = json.loads(data) if data.strip() else []
+        except ValueError:
+            return []
+    limit = protocol.MAX_LORA_STRENGTH
+    out: List[Any] = []
+    for item in data if isinstance(data, list) else []:
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item["name"].strip():
+            continue
+        try:
+            strength = float(item.get("strength", 1.0))
+        except (TypeError, ValueError):
+            strength = 1.0
+        if strength != strength:  # NaN
+            strength = 1.0
+        out.append(protocol.LoraChoice(name=item["name"].strip(), strength=min(limit, max(-limit, strength))))
+    return out
+
+
+def dump_loras(choices: Sequence[Any]) -> str:
+    return json.dumps([{"name": c.name, "strength": float(c.strength)} for c in choices])
 
 
 def _coerce(value: Any, default: Any) -> Any:
