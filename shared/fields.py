@@ -53,6 +53,7 @@ def spec(
     exclusive_minimum: Optional[float] = None,
     min_length: Optional[int] = None,
     max_length: Optional[int] = None,
+    min_items: Optional[int] = None,
     max_items: Optional[int] = None,
     pattern: Optional[str] = None,
     nonblank: bool = False,
@@ -74,6 +75,7 @@ def spec(
         "exclusive_minimum": exclusive_minimum,
         "min_length": min_length,
         "max_length": max_length,
+        "min_items": min_items,
         "max_items": max_items,
         # JSON Schema patterns are unanchored searches; "\S" is how the schema says "not blank".
         "pattern": r"\S" if nonblank else pattern,
@@ -172,6 +174,10 @@ def _check_value(value: Any, tp: Any, meta: Dict[str, Any], path: str) -> Any:
     if typing.get_origin(tp) in (list, List):
         if not isinstance(value, list):
             raise ProtocolError("invalid_field", "'%s' must be a list" % path, path)
+        if meta.get("min_items") is not None and len(value) < meta["min_items"]:
+            raise ProtocolError(
+                "invalid_field", "'%s' has %d items, at least %d" % (path, len(value), meta["min_items"]), path
+            )
         if meta.get("max_items") is not None and len(value) > meta["max_items"]:
             raise ProtocolError(
                 "invalid_field", "'%s' has %d items, at most %d" % (path, len(value), meta["max_items"]), path
@@ -286,6 +292,7 @@ def json_schema(cls: type, refs: Dict[str, Any]) -> Dict[str, Any]:
             ("exclusive_minimum", "exclusiveMinimum"),
             ("min_length", "minLength"),
             ("max_length", "maxLength"),
+            ("min_items", "minItems"),
             ("max_items", "maxItems"),
             ("pattern", "pattern"),
             ("multiple_of", "multipleOf"),

@@ -33,7 +33,14 @@ MAX_UPLOAD_BYTES = 96 * 1024 * 1024
 LAYER_NAMES = ("foreground", "background", "blend")
 # What the method saw, kept with every generation as greyscale PNGs at image size.
 MAP_NAMES = ("structure_prior", "content_prior", "content_prior_mean", "mask_soft", "mask_hard")
-IMAGE_NAMES = LAYER_NAMES + MAP_NAMES
+# "Blend as layers": what the blend adds to the plain composite, as multiply and screen layers over the
+# background and clipped to the foreground (backend/pipeline/light_layers.py).
+LIGHT_NAMES = ("shadows", "light", "foreground_shadows", "foreground_light")
+IMAGE_NAMES = LAYER_NAMES + MAP_NAMES + LIGHT_NAMES
+# Foreground layers one harmonize job takes (each is one more row in every UNet call).
+MAX_FOREGROUNDS = 4
+# The smallest object area add_foreground generates for: 4 x 4 latent pixels.
+MIN_TARGET_SIDE = 32
 # LoRAs per job, and how far a strength may go either way (beyond 4 every known LoRA paints garbage).
 MAX_LORAS = 8
 MAX_LORA_STRENGTH = 4.0
@@ -45,6 +52,9 @@ DEFAULT_BOUNDARY_COEFFICIENT = 16.0
 class JobKind(str, enum.Enum):
     generate = "generate"
     reblend = "reblend"
+    add_foreground = "add_foreground"  # an object generated into the artist's canvas
+    add_background = "add_background"  # a background generated behind the artist's RGBA layer
+    harmonize = "harmonize"  # a blend of the artist's RGBA layers over their background
 
 
 class JobState(str, enum.Enum):
@@ -159,6 +169,11 @@ class LoraChoice:
     )
 
 
+BLEND_LAYERS_DOC = (
+    "Also return the blend as layers: 'shadows' (multiply) and 'light' (screen) over the background, "
+    "'foreground_shadows' and 'foreground_light' clipped to the foreground; with them shown the stack "
+    "reproduces the blend, hidden it is the plain composite."
+)
 LORAS_DOC = "LoRAs applied to this job, in order; none = the model alone. A name may appear once."
 
 
@@ -196,9 +211,15 @@ class GenerateRequest:
     seed: Optional[int] = spec(None, minimum=0, maximum=MAX_SEED, doc="Random seed; unset = a random one.")
     loras: List[LoraChoice] = spec(default_factory=list, max_items=MAX_LORAS, doc=LORAS_DOC)
     options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
+    blend_layers: bool = spec(False, doc=BLEND_LAYERS_DOC)
 
     def check(self, prefix: str = "") -> None:
         check_size(self.width, self.height, prefix)
+        if self.blend_layers and self.blend is not BlendMode.generative:
+            raise Unprocessable(
+                "invalid_field", "blend_layers splits the generative blend: ask for blend 'generative'",
+                prefix + "blend_layers",
+            )
         check_loras(self.loras, prefix)
         if self.options.interaction is Interaction.independent and self.blend is BlendMode.generative:
             raise Unprocessable(
@@ -211,6 +232,9 @@ class GenerateRequest:
     @property
     def size(self) -> "tuple[int, int]":
         return self.width, self.height
+
+    def uploads(self) -> "Dict[str, str]":
+        return {}
 
 
 @dataclass
@@ -238,41 +262,241 @@ class ReblendRequest:
     seed: Optional[int] = spec(None, minimum=0, maximum=MAX_SEED, doc="Random seed; unset = a random one.")
     loras: List[LoraChoice] = spec(default_factory=list, max_items=MAX_LORAS, doc=LORAS_DOC)
     options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
+    blend_layers: bool = spec(False, doc=BLEND_LAYERS_DOC)
 
     def check(self, prefix: str = "") -> None:
         check_loras(self.loras, prefix)
-        if self.options.interaction is not Interaction.fused:
-            raise Unprocessable(
-                "invalid_field", "a re-blend always fuses its branches: leave options.interaction 'fused'",
-                prefix + "options.interaction",
-            )
-        fg = decode_png_field(self.foreground_png, prefix + "foreground_png")
-        bg = decode_png_field(self.background_png, prefix + "background_png")
-        if not fg.has_alpha:
-            raise Unprocessable(
-                "invalid_image", "'foreground_png' must be an RGBA PNG; got %s" % fg.mode, prefix + "foreground_png"
-            )
-        if not bg.is_color:
-            raise Unprocessable(
-                "invalid_image", "'background_png' must be an RGB or RGBA PNG; got %s" % bg.mode,
-                prefix + "background_png",
-            )
-        if (fg.width, fg.height) != (bg.width, bg.height):
-            raise Unprocessable(
-                "invalid_image",
-                "'foreground_png' is %dx%d but 'background_png' is %dx%d; they must be the same size"
-                % (fg.width, fg.height, bg.width, bg.height),
-                prefix + "foreground_png",
-            )
-        check_size(fg.width, fg.height, prefix, field="foreground_png")
+        check_fused(self.options, prefix, "a re-blend")
+        size = check_uploads([(prefix + "background_png", self.background_png, "color"),
+                              (prefix + "foreground_png", self.foreground_png, "RGBA")])
+        check_size(*size, prefix, field="foreground_png")
 
     @property
     def size(self) -> "tuple[int, int]":
-        info = png_info(base64.b64decode(self.foreground_png))
-        return info.width, info.height
+        return png_size(self.foreground_png)
+
+    def uploads(self) -> "Dict[str, str]":
+        return {"foreground": self.foreground_png, "background": self.background_png}
 
 
-JobRequest = Union[GenerateRequest, ReblendRequest]
+@dataclass
+class Rect:
+    """A rectangle in an image's pixels, from its top-left corner."""
+
+    x: int = spec(minimum=0, doc="Left edge.")
+    y: int = spec(minimum=0, doc="Top edge.")
+    width: int = spec(minimum=1, doc="Width.")
+    height: int = spec(minimum=1, doc="Height.")
+
+
+@dataclass
+class AddForegroundRequest:
+    """Generate an object into the artist's picture: a transparent foreground that belongs in the given
+    background, and a blend (contact shadows, light, reflections). The background is never altered."""
+
+    background_png: str = spec(
+        nonblank=True, write_only=True,
+        doc="Base64 PNG, RGB: the canvas the object goes into. Transparency is flattened on white.",
+    )
+    foreground_prompt: str = spec(nonblank=True, max_length=MAX_PROMPT_CHARS, doc="What the object is.")
+    kind: JobKind = spec(JobKind.add_foreground, const=True, doc="Always 'add_foreground'.")
+    background_prompt: str = spec(
+        "", max_length=MAX_PROMPT_CHARS, doc="What the canvas shows; empty = no description."
+    )
+    target: Optional[Rect] = spec(
+        None, doc="Where the object goes, in the background's pixels; unset = anywhere in the image."
+    )
+    blend_prompt: str = spec(
+        "", max_length=MAX_PROMPT_CHARS, doc="Prompt of the blend; empty = '<foreground>, <background>'."
+    )
+    negative_prompt: str = spec("", max_length=MAX_PROMPT_CHARS, doc="What none of the images should show.")
+    steps: int = spec(25, minimum=1, maximum=MAX_STEPS, doc="Denoising steps.")
+    guidance: float = spec(7.0, minimum=0.0, maximum=30.0, doc="Classifier-free guidance scale; <= 1 disables it.")
+    seed: Optional[int] = spec(None, minimum=0, maximum=MAX_SEED, doc="Random seed; unset = a random one.")
+    loras: List[LoraChoice] = spec(default_factory=list, max_items=MAX_LORAS, doc=LORAS_DOC)
+    options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
+    blend_layers: bool = spec(False, doc=BLEND_LAYERS_DOC)
+
+    def check(self, prefix: str = "") -> None:
+        check_loras(self.loras, prefix)
+        check_fused(self.options, prefix, "adding an object")
+        if self.options.prior_mode is not PriorMode.restart:
+            raise Unprocessable(
+                "invalid_field", "adding an object reads its priors in a restart pass: leave options.prior_mode "
+                "'restart'", prefix + "options.prior_mode",
+            )
+        size = check_uploads([(prefix + "background_png", self.background_png, "color")])
+        check_size(*size, prefix, field="background_png")
+        if self.target is not None:
+            check_target(self.target, size, prefix + "target")
+
+    @property
+    def size(self) -> "tuple[int, int]":
+        return png_size(self.background_png)
+
+    def uploads(self) -> "Dict[str, str]":
+        return {"background": self.background_png}
+
+
+@dataclass
+class AddBackgroundRequest:
+    """Generate a background behind the artist's RGBA layer, and their blend; the layer's alpha is the
+    mask and its pixels are never altered."""
+
+    foreground_png: str = spec(
+        nonblank=True, write_only=True, doc="Base64 PNG, RGBA: the artist's layer, with transparency around it."
+    )
+    background_prompt: str = spec(nonblank=True, max_length=MAX_PROMPT_CHARS, doc="The scene to put behind it.")
+    kind: JobKind = spec(JobKind.add_background, const=True, doc="Always 'add_background'.")
+    foreground_prompt: str = spec(
+        "", max_length=MAX_PROMPT_CHARS, doc="What the layer shows; empty = no description."
+    )
+    blend_prompt: str = spec(
+        "", max_length=MAX_PROMPT_CHARS, doc="Prompt of the blend; empty = '<foreground>, <background>'."
+    )
+    negative_prompt: str = spec("", max_length=MAX_PROMPT_CHARS, doc="What none of the images should show.")
+    steps: int = spec(25, minimum=1, maximum=MAX_STEPS, doc="Denoising steps.")
+    guidance: float = spec(7.0, minimum=0.0, maximum=30.0, doc="Classifier-free guidance scale; <= 1 disables it.")
+    seed: Optional[int] = spec(None, minimum=0, maximum=MAX_SEED, doc="Random seed; unset = a random one.")
+    loras: List[LoraChoice] = spec(default_factory=list, max_items=MAX_LORAS, doc=LORAS_DOC)
+    options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
+    blend_layers: bool = spec(False, doc=BLEND_LAYERS_DOC)
+
+    def check(self, prefix: str = "") -> None:
+        check_loras(self.loras, prefix)
+        check_fused(self.options, prefix, "adding a background")
+        size = check_uploads([(prefix + "foreground_png", self.foreground_png, "RGBA")])
+        check_size(*size, prefix, field="foreground_png")
+
+    @property
+    def size(self) -> "tuple[int, int]":
+        return png_size(self.foreground_png)
+
+    def uploads(self) -> "Dict[str, str]":
+        return {"foreground": self.foreground_png}
+
+
+@dataclass
+class LayerUpload:
+    """One of the artist's foreground layers."""
+
+    png: str = spec(nonblank=True, write_only=True, doc="Base64 PNG, RGBA, the background's size.")
+    prompt: str = spec("", max_length=MAX_PROMPT_CHARS, doc="What the layer shows; empty = no description.")
+
+
+@dataclass
+class HarmonizeRequest:
+    """A blend of the artist's RGBA layers over their background: each layer's alpha is its mask, the
+    list order is the stacking order (bottom first) and a higher layer wins where they overlap."""
+
+    foregrounds: List[LayerUpload] = spec(
+        min_items=1, max_items=MAX_FOREGROUNDS, doc="The foreground layers, bottom first."
+    )
+    background_png: str = spec(
+        nonblank=True, write_only=True,
+        doc="Base64 PNG, RGB: the background, the layers' size. Transparency is flattened on white.",
+    )
+    kind: JobKind = spec(JobKind.harmonize, const=True, doc="Always 'harmonize'.")
+    background_prompt: str = spec(
+        "", max_length=MAX_PROMPT_CHARS, doc="What the background shows; empty = no description."
+    )
+    blend_prompt: str = spec(
+        "", max_length=MAX_PROMPT_CHARS, doc="Prompt of the blend; empty = the layers' prompts joined."
+    )
+    negative_prompt: str = spec("", max_length=MAX_PROMPT_CHARS, doc="What the blend should not show.")
+    strength: float = spec(
+        0.5, exclusive_minimum=0.0, maximum=1.0, doc="How far the composite is re-noised: the share of steps run."
+    )
+    steps: int = spec(25, minimum=1, maximum=MAX_STEPS, doc="Steps of a full schedule; strength x steps run.")
+    guidance: float = spec(7.0, minimum=0.0, maximum=30.0, doc="Classifier-free guidance scale for the blend.")
+    seed: Optional[int] = spec(None, minimum=0, maximum=MAX_SEED, doc="Random seed; unset = a random one.")
+    loras: List[LoraChoice] = spec(default_factory=list, max_items=MAX_LORAS, doc=LORAS_DOC)
+    options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
+    blend_layers: bool = spec(False, doc=BLEND_LAYERS_DOC)
+
+    def check(self, prefix: str = "") -> None:
+        check_loras(self.loras, prefix)
+        check_fused(self.options, prefix, "harmonizing")
+        uploads = [(prefix + "background_png", self.background_png, "color")]
+        uploads += [("%sforegrounds[%d].png" % (prefix, i), layer.png, "RGBA")
+                    for i, layer in enumerate(self.foregrounds)]
+        size = check_uploads(uploads)
+        check_size(*size, prefix, field="background_png")
+
+    @property
+    def size(self) -> "tuple[int, int]":
+        return png_size(self.background_png)
+
+    def uploads(self) -> "Dict[str, str]":
+        images = {"background": self.background_png}
+        images.update(("foreground%d" % i, layer.png) for i, layer in enumerate(self.foregrounds))
+        return images
+
+
+JobRequest = Union[GenerateRequest, ReblendRequest, AddForegroundRequest, AddBackgroundRequest, HarmonizeRequest]
+JOB_REQUESTS = {
+    JobKind.generate: GenerateRequest,
+    JobKind.reblend: ReblendRequest,
+    JobKind.add_foreground: AddForegroundRequest,
+    JobKind.add_background: AddBackgroundRequest,
+    JobKind.harmonize: HarmonizeRequest,
+}
+
+
+def check_fused(options: MethodOptions, prefix: str, what: str) -> None:
+    if options.interaction is not Interaction.fused:
+        raise Unprocessable(
+            "invalid_field", "%s always fuses its branches: leave options.interaction 'fused'" % what,
+            prefix + "options.interaction",
+        )
+
+
+def check_uploads(uploads: "List[tuple[str, str, str]]") -> "tuple[int, int]":
+    """Each (field, base64 PNG, 'RGBA' or 'color') a PNG of that kind, all one size; that size."""
+    size = None
+    first = ""
+    for field, text, kind in uploads:
+        info = decode_png_field(text, field)
+        if kind == "RGBA" and not info.has_alpha:
+            raise Unprocessable("invalid_image", "'%s' must be an RGBA PNG; got %s" % (field, info.mode), field)
+        if kind == "color" and not info.is_color:
+            raise Unprocessable(
+                "invalid_image", "'%s' must be an RGB or RGBA PNG; got %s" % (field, info.mode), field
+            )
+        if size is None:
+            size, first = (info.width, info.height), field
+        elif (info.width, info.height) != size:
+            raise Unprocessable(
+                "invalid_image",
+                "'%s' is %dx%d but '%s' is %dx%d; they must be the same size"
+                % (field, info.width, info.height, first, size[0], size[1]),
+                field,
+            )
+    assert size is not None
+    return size
+
+
+def check_target(target: Rect, size: "tuple[int, int]", field: str) -> None:
+    width, height = size
+    if target.x + target.width > width or target.y + target.height > height:
+        raise Unprocessable(
+            "invalid_field",
+            "the target %dx%d at (%d, %d) reaches outside the %dx%d background"
+            % (target.width, target.height, target.x, target.y, width, height),
+            field,
+        )
+    if min(target.width, target.height) < MIN_TARGET_SIDE:
+        raise Unprocessable(
+            "invalid_field",
+            "the target is %dx%d: too small for the model, make it at least %dx%d pixels"
+            % (target.width, target.height, MIN_TARGET_SIDE, MIN_TARGET_SIDE),
+            field,
+        )
+
+
+def png_size(text: str) -> "tuple[int, int]":
+    info = png_info(base64.b64decode(text))
+    return info.width, info.height
 
 
 def check_size(width: int, height: int, prefix: str = "", field: Optional[str] = None) -> None:
@@ -314,29 +538,37 @@ def parse_job_request(data: Any) -> JobRequest:
     if not isinstance(data, dict):
         raise ProtocolError("invalid_body", "the body must be a JSON object")
     kind = data.get("kind")
-    if kind == JobKind.generate.value:
-        return parse(GenerateRequest, data)
-    if kind == JobKind.reblend.value:
-        return parse(ReblendRequest, data)
+    kinds = ", ".join("'%s'" % k.value for k in JobKind)
     if kind is None:
-        raise ProtocolError("missing_field", "'kind' is required: 'generate' or 'reblend'", "kind")
-    raise ProtocolError("invalid_field", "'kind' must be 'generate' or 'reblend'; got %r" % (kind,), "kind")
+        raise ProtocolError("missing_field", "'kind' is required: one of %s" % kinds, "kind")
+    for job_kind, cls in JOB_REQUESTS.items():
+        if kind == job_kind.value:
+            return parse(cls, data)
+    raise ProtocolError("invalid_field", "'kind' must be one of %s; got %r" % (kinds, kind), "kind")
 
 
 def request_params(request: JobRequest) -> Dict[str, Any]:
     """A request's JSON form without its uploaded images (the write-only fields): what records keep."""
-    params = to_json(request)
-    for f in fields(request):
-        if f.metadata.get("write_only"):
-            params.pop(f.name, None)
-    return params
+    return _without_uploads(request)
+
+
+def _without_uploads(obj: Any) -> Any:
+    if not hasattr(obj, "__dataclass_fields__"):
+        return [_without_uploads(v) for v in obj] if isinstance(obj, list) else to_json(obj)
+    out = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if value is not None and not f.metadata.get("write_only"):
+            out[f.name] = _without_uploads(value)
+    return out
 
 
 def compose_blend_prompt(foreground_prompt: str, background_prompt: str, blend_prompt: str = "") -> str:
-    """The blend branch's prompt: the user's, else both prompts joined (METHOD.md section 5)."""
+    """The blend branch's prompt: the user's, else both prompts joined (METHOD.md section 5); an empty
+    one (an undescribed layer of the artist's) is left out."""
     if blend_prompt.strip():
         return blend_prompt.strip()
-    return "%s, %s" % (foreground_prompt.strip(), background_prompt.strip())
+    return ", ".join(p.strip() for p in (foreground_prompt, background_prompt) if p.strip())
 
 
 # ---- responses and events -------------------------------------------------------------------
@@ -379,7 +611,7 @@ class JobStatus:
     """A job as the server knows it."""
 
     id: str = spec(doc="Job id.")
-    kind: JobKind = spec(doc="generate or reblend.")
+    kind: JobKind = spec(doc="generate, reblend, add_foreground, add_background or harmonize.")
     state: JobState = spec(doc="queued, running, done, failed or cancelled.")
     progress: Progress = spec(default_factory=Progress, doc="Denoising progress.")
     params: Dict[str, Any] = spec(
