@@ -29,7 +29,7 @@ from backend.pipeline.blending import (
     eos_probabilities,
 )
 from backend.pipeline.loras import lora_terms, peft_base
-from backend.pipeline.masks import LayerwiseMasks, MaskSet
+from backend.pipeline.masks import LayerStack, LayerwiseMasks, MaskSet
 from backend.pipeline.rows import row_runs
 from shared.protocol import AttentionBlend
 
@@ -60,7 +60,7 @@ class PriorCapture:
 @dataclass
 class FusionState:
     layout: RowLayout | None = None
-    masks: MaskSet | LayerwiseMasks | None = None
+    masks: MaskSet | LayerwiseMasks | LayerStack | None = None
     # block -> EOS probability per token of the content row's cross-attention, written by attn2.
     content: dict[str, torch.Tensor] | None = None
     eos: int = 0

@@ -6,6 +6,11 @@ channels. The default (``shared``): the blend's queries attend to the foreground
 inside the soft mask and to the background's outside it (attention sharing keeps the blend's
 background equal to the background layer); the foreground row then takes the blend's output inside
 the hard mask, so the object layer matches how it appears in the blend.
+
+A group may stack several foreground rows (a harmonize of the artist's layers). The soft mask is then
+one weight map per foreground ([layers, tokens], exclusive by stacking order, see
+``masks.stacking_weights``) and the background keeps what they leave: each blend query mixes its
+attention on every foreground and on the background by those weights.
 """
 from __future__ import annotations
 
@@ -25,6 +30,11 @@ class BlendGroup:
     fg: int
     bg: int
     bl: int
+    stacked: tuple[int, ...] = ()  # further foreground rows above ``fg``, bottom to top
+
+    @property
+    def foregrounds(self) -> tuple[int, ...]:
+        return (self.fg, *self.stacked)
 
 
 def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
@@ -84,11 +94,18 @@ def blended_self_attention(
     blend_rows = {g.bl for g in groups}
     plain = row_runs([r for r in range(q.shape[0]) if r not in blend_rows])
     out = torch.empty_like(q)
-    s = _per_query(soft).to(q.dtype)
     for run in plain:
         out[run] = attention(q[run], k[run], v[run], scale, chunk=chunk)
     if not groups:
         return out
+    if soft.dim() == 2 and soft.shape[0] == 1:
+        soft = soft[0]
+    if soft.dim() == 2:
+        if foreground_update:
+            raise ValueError("the foreground update needs a single generated foreground")
+        _stacked_blend(q, k, v, out, groups, soft, scale, variant, chunk)
+        return out
+    s = _per_query(soft).to(q.dtype)
 
     if variant is AttentionBlend.shared:
         # Each blend row's queries on its group's FG keys and on its BG keys: two softmaxes, mixed per query.
@@ -116,3 +133,37 @@ def blended_self_attention(
         for g in groups:
             out[g.fg].lerp_(out[g.bl], h)  # h * blend + (1 - h) * foreground, in place
     return out
+
+
+def _stacked_blend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                   groups: tuple[BlendGroup, ...], weights: torch.Tensor, scale: float,
+                   variant: AttentionBlend, chunk: int | None) -> None:
+    """The blend rows of groups with several foregrounds, ``weights`` [layers, tokens] summing to <= 1
+    per token; the background takes the rest. With one layer this is the single-mask blend."""
+    layers = weights.shape[0]
+    if any(len(g.foregrounds) != layers for g in groups):
+        raise ValueError("every blend group needs one foreground row per weight map")
+    w = weights.to(q.dtype)
+    rest = (1 - w.sum(dim=0)).clamp_min(0)
+    bl = row_index([g.bl for g in groups])
+    bg = row_index([g.bg for g in groups])
+    fgs = [row_index([g.foregrounds[i] for g in groups]) for i in range(layers)]
+    if variant is AttentionBlend.joint_softmax:
+        # One softmax over every layer's keys and the background's, each biased by the log of its share.
+        shares = torch.cat([w, rest[None]]).float().clamp(MASK_EPS, 1).log().to(q.dtype)
+        bias = shares.reshape(1, 1, 1, -1)
+        keys = torch.cat([k[f] for f in fgs] + [k[bg]], dim=-2)
+        values = torch.cat([v[f] for f in fgs] + [v[bg]], dim=-2)
+        out[bl] = attention(q[bl], keys, values, scale, bias=bias, chunk=chunk)
+        return
+    if variant is AttentionBlend.shared:
+        parts = [attention(q[bl], k[f], v[f], scale, chunk=chunk) for f in fgs]
+        mixed = attention(q[bl], k[bg], v[bg], scale, chunk=chunk) * _per_query(rest)
+    elif variant is AttentionBlend.output_mix:
+        parts = [out[f] for f in fgs]
+        mixed = out[bg] * _per_query(rest)
+    else:  # pragma: no cover - enum is exhaustive
+        raise ValueError(f"unknown attention blend {variant}")
+    for part, share in zip(parts, w):
+        mixed = mixed + part * _per_query(share)
+    out[bl] = mixed

@@ -5,11 +5,8 @@ own thread. ``check`` is cheap and may be called from anywhere, before or after 
 """
 from __future__ import annotations
 
-import base64
-import io
 import random
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -21,8 +18,9 @@ from backend.models.bundle import SDXL, TINY, Architecture, ModelBundle
 from backend.models.loading import load_bundle
 from backend.models.loras import LoraError, LoraFile, LoraLibrary
 from backend.models.options import LoadOptions
-from backend.pipeline import decoding
+from backend.pipeline import canvas, decoding
 from backend.pipeline.attention import check_prior_block
+from backend.pipeline.inputs import JobInputs, read_inputs
 from backend.pipeline.layerfusion import LayerFusionPipeline
 from backend.pipeline.loras import LoraAdapters
 from backend.pipeline.preview import LatentPreviewer
@@ -30,8 +28,11 @@ from backend.pipeline.progress import GenerationCancelled, StepInfo
 from shared.fields import Unprocessable
 from shared.protocol import (
     MAX_SEED,
+    AddBackgroundRequest,
+    AddForegroundRequest,
     BlendMode,
     GenerateRequest,
+    HarmonizeRequest,
     JobRequest,
     ReblendRequest,
     compose_blend_prompt,
@@ -73,20 +74,6 @@ def architecture_of(model: str) -> Architecture:
     return TINY if model == "tiny" else SDXL
 
 
-def decode_png(text: str, field: str, mode: str) -> Image.Image:
-    """A request's base64 PNG decoded in full; a broken one is a ProtocolError naming its field (the
-    protocol's own check reads the header only)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(base64.b64decode(text))) as image:
-                image.load()
-                return image.convert(mode)
-    except Exception as err:  # PIL raises many kinds for broken data
-        raise Unprocessable("invalid_image", "'%s' could not be decoded: %s"
-                            % (field, str(err) or type(err).__name__), field) from None
-
-
 class Engine:
     """Loads a model (``tiny``, ``sdxl`` or a path) and runs generate and re-blend jobs on it."""
 
@@ -123,14 +110,12 @@ class Engine:
         PNGs decode in full. Raises ProtocolError naming the field; costs no GPU work."""
         self._check_model(request)
         self.resolve_loras(request)
-        if isinstance(request, ReblendRequest):
-            decode_png(request.foreground_png, "foreground_png", "RGBA")
-            decode_png(request.background_png, "background_png", "RGB")
+        read_inputs(request)
 
     def _check_model(self, request: JobRequest) -> None:
         """The size limit and prior layer; once loaded these are the model's own, not a guess."""
         width, height = request.size
-        size_field = "width" if isinstance(request, GenerateRequest) else "foreground_png"
+        size_field = "width" if isinstance(request, GenerateRequest) else next(iter(request.uploads())) + "_png"
         limit = self.architecture.max_pixels
         if width * height > limit:
             raise Unprocessable(
@@ -169,13 +154,13 @@ class Engine:
     def run(self, request: JobRequest, *, on_step: Optional[StepCallback] = None,
             cancelled: Optional[CancelCheck] = None, preview: bool = False) -> JobResult:
         self.load()
-        self._check_model(request)  # the uploads were decoded by check(); _reblend decodes them once
+        self._check_model(request)
         assert self.pipe is not None and self.bundle is not None
+        inputs = read_inputs(request)  # check() read them too: a job from the CLI or a queue is read once more
         self._activate_loras(request)
         seed = resolve_seed(request.seed)
         generator = torch.Generator().manual_seed(seed)
-        blend_prompt = compose_blend_prompt(request.foreground_prompt, request.background_prompt,
-                                            request.blend_prompt)
+        blend_prompt = compose_blend_prompt(*job_prompts(request), request.blend_prompt)
 
         def report(info: StepInfo) -> None:
             if on_step is None:
@@ -187,31 +172,37 @@ class Engine:
             on_step(StepUpdate(info.step, info.total, image))
 
         started = time.perf_counter()
-        common = dict(negative_prompt=request.negative_prompt, num_inference_steps=request.steps,
-                      guidance_scale=request.guidance, options=request.options, generator=generator,
-                      callback_on_step=report, should_cancel=cancelled, preview=preview)
+        sampling = canvas.Sampling(negative_prompt=request.negative_prompt, num_inference_steps=request.steps,
+                                   guidance_scale=request.guidance, options=request.options, generator=generator,
+                                   callback_on_step=report, should_cancel=cancelled, preview=preview)
         if isinstance(request, GenerateRequest):
-            images, info = self._generate(request, blend_prompt, common)
+            images, info = self._generate(request, blend_prompt, sampling)
         else:
-            images, info = self._reblend(request, blend_prompt, common)
+            images, info = self._on_layers(request, inputs, blend_prompt, sampling)
+        if request.blend_layers:
+            images.update(light_images(images, inputs))
         params = request_params(request)
         params.update(seed=seed, blend_prompt=blend_prompt, model=self.bundle.name,
                       device=self.device_description, version=__version__,
                       seconds=round(time.perf_counter() - started, 3), **info)
+        if inputs.notices:
+            params["notices"] = inputs.notices
         return JobResult(images, params)
 
-    def _generate(self, request: GenerateRequest, blend_prompt: str, common: dict):
-        assert self.pipe is not None and self.bundle is not None  # run() loaded them
+    def _transparent_tta(self, request: JobRequest) -> bool:
+        assert self.bundle is not None
         tta = request.options.transparent_tta
-        if tta is None:
-            tta = self.bundle.device.type == "cuda"
+        return self.bundle.device.type == "cuda" if tta is None else tta
+
+    def _generate(self, request: GenerateRequest, blend_prompt: str, sampling: canvas.Sampling):
+        assert self.pipe is not None  # run() loaded it
+        tta = self._transparent_tta(request)
         out = self.pipe(request.foreground_prompt, request.background_prompt, blend_prompt,
                         height=request.height, width=request.width, blend=request.blend,
-                        transparent_tta=tta, **common)
+                        transparent_tta=tta, **vars(sampling))
         assert out.foreground is not None and out.background is not None
         images = {"foreground": decoding.to_image(out.foreground), "background": decoding.to_image(out.background)}
-        for name, values in out.maps.items():
-            images[name] = decoding.map_image(values, (request.width, request.height), nearest=name == "mask_hard")
+        images.update(map_images(out.maps, request.size))
         if request.blend is BlendMode.generative:
             assert out.blend is not None
             images["blend"] = decoding.to_image(out.blend)
@@ -221,11 +212,64 @@ class Engine:
             images["blend"] = Image.fromarray(decoding.alpha_over(fg, bg), "RGB")
         return images, dict(out.info, transparent_tta=tta)
 
-    def _reblend(self, request: ReblendRequest, blend_prompt: str, common: dict):
-        assert self.pipe is not None
-        foreground = decoding.from_image(decode_png(request.foreground_png, "foreground_png", "RGBA"))
-        background = decoding.from_image(decode_png(request.background_png, "background_png", "RGB"))
-        out = self.pipe.reblend(foreground, background, request.foreground_prompt, request.background_prompt,
-                                blend_prompt, strength=request.strength, **common)
+    def _on_layers(self, request: JobRequest, inputs: JobInputs, blend_prompt: str, sampling: canvas.Sampling):
+        """The jobs whose inputs include the artist's layers (canvas.py)."""
+        pipe = self.pipe
+        assert pipe is not None
+        info: dict[str, Any] = {}
+        if isinstance(request, (ReblendRequest, HarmonizeRequest)):
+            assert inputs.background is not None
+            prompts = [request.foreground_prompt] if isinstance(request, ReblendRequest) else \
+                [layer.prompt for layer in request.foregrounds]
+            out = canvas.harmonize(pipe, inputs.foregrounds, inputs.background, prompts,
+                                   request.background_prompt, blend_prompt, strength=request.strength,
+                                   sampling=sampling)
+            images = {}
+        elif isinstance(request, AddBackgroundRequest):
+            out = canvas.add_background(pipe, inputs.foregrounds[0], request.foreground_prompt,
+                                        request.background_prompt, blend_prompt, sampling=sampling)
+            assert out.background is not None
+            images = {"background": decoding.to_image(out.background)}
+        else:
+            assert isinstance(request, AddForegroundRequest) and inputs.background is not None
+            target = request.target
+            rect = None if target is None else (target.x, target.y, target.width, target.height)
+            tta = self._transparent_tta(request)
+            out = canvas.add_foreground(pipe, inputs.background, request.foreground_prompt,
+                                        request.background_prompt, blend_prompt, target=rect,
+                                        sampling=sampling, transparent_tta=tta)
+            assert out.foreground is not None
+            images = {"foreground": decoding.to_image(out.foreground)}
+            images.update(map_images(out.maps, request.size))
+            info["transparent_tta"] = tta
         assert out.blend is not None
-        return {"blend": decoding.to_image(out.blend)}, out.info
+        images["blend"] = decoding.to_image(out.blend)
+        return images, dict(out.info, **info)
+
+
+def job_prompts(request: JobRequest) -> tuple[str, str]:
+    """The (foreground, background) prompts the default blend prompt joins."""
+    if isinstance(request, HarmonizeRequest):
+        layers = ", ".join(layer.prompt.strip() for layer in request.foregrounds if layer.prompt.strip())
+        return layers, request.background_prompt
+    return request.foreground_prompt, request.background_prompt
+
+
+def map_images(maps: dict[str, torch.Tensor], size: tuple[int, int]) -> dict[str, Image.Image]:
+    return {name: decoding.map_image(values, size, nearest=name == "mask_hard") for name, values in maps.items()}
+
+
+def light_images(images: dict[str, Image.Image], inputs: JobInputs) -> dict[str, Image.Image]:
+    """The blend split into Shadows/Light layers, against the plain composite of the job's own layers
+    (generated or given)."""
+    import numpy as np
+
+    from backend.pipeline.light_layers import split_light
+
+    foreground = images.get("foreground")
+    fg = np.asarray(foreground) if foreground is not None else inputs.foreground_stack()
+    background = images.get("background")
+    bg = np.asarray(background) if background is not None else inputs.background_uint8()
+    layers = split_light(fg, bg, np.asarray(images["blend"]))
+    return {name: Image.fromarray(getattr(layers, name), "RGB")
+            for name in ("shadows", "light", "foreground_shadows", "foreground_light")}

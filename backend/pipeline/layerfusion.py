@@ -5,12 +5,12 @@ the step nearest 0.8 T reads the priors, the masks are built from them, and the 
 LayerDiffuse's offsets), background and blend branches then denoise together from the same noise,
 six rows per UNet call with guidance. Every blend mode runs these fused branches (alpha and none only
 differ in what is returned); ``interaction=independent`` is the two-branch baseline without a blend
-branch. ``reblend`` re-harmonises an edited pair of layers.
+branch. Jobs on the artist's own layers (re-blend among them) are in ``canvas.py``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -24,7 +24,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from backend.models import prediction
 from backend.models.bundle import ModelBundle
 from backend.models.lowrank import LowRankDelta
-from backend.pipeline import conditioning, decoding
+from backend.pipeline import canvas, conditioning, decoding
 from backend.pipeline.attention import (
     FusionState,
     PriorCapture,
@@ -36,7 +36,7 @@ from backend.pipeline.attention import (
     module_deltas,
 )
 from backend.pipeline.blending import BlendGroup
-from backend.pipeline.masks import LayerwiseMasks, MaskSet, hard_mask, token_grid
+from backend.pipeline.masks import LayerwiseMasks, resample, token_grid
 from backend.pipeline.priors import eos_position, minmax, structure_prior
 from backend.pipeline.progress import CancelCheck, GenerationCancelled, StepCallback, StepInfo
 from backend.pipeline.schedulers import make_scheduler, nearest_step
@@ -260,6 +260,8 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
             eps = self._unet_eps(latents, t, cond, scheduler, run.guidance, run.guided)
             if not last:
                 latents = scheduler.step(eps, t, latents, return_dict=False)[0]
+                if run.confine is not None:
+                    latents = run.confine(latents, scheduler)
             run.report(StepInfo(i + 1, run.report.total, "prior", int(t)), latents[0])
         self._set_masks(run)
 
@@ -272,9 +274,10 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         if capture is None or capture.self_probs is None or not content or run.block not in content:
             raise RuntimeError(f"the prior block '{run.block}' was not reached during the prior step")
         grid = token_grid(capture.self_probs.shape[0], *run.latent_size)
+        region = None if run.region is None else resample(run.region, grid)
         layerwise = LayerwiseMasks(structure_prior(capture.self_probs).reshape(grid), run.latent_size,
                                    options.mask_source, options.threshold, options.boundary_coefficient,
-                                   content=dict(content))
+                                   content=dict(content), region=region)
         run.maps, run.content = method_maps(layerwise, run.block), dict(content)
         if options.content_prior is ContentPrior.layerwise:
             state.masks, state.content = layerwise, layerwise.content
@@ -294,75 +297,13 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         blend_prompt: str,
         *,
         strength: float = 0.5,
-        negative_prompt: str = "",
-        num_inference_steps: int = 25,
-        guidance_scale: float = 7.0,
-        options: Optional[MethodOptions] = None,
-        generator: Optional[torch.Generator] = None,
-        callback_on_step: Optional[StepCallback] = None,
-        should_cancel: Optional[CancelCheck] = None,
-        preview: bool = False,
+        **sampling: Any,
     ) -> LayerFusionOutput:
         """A new blend for layers the artist edited: ``foreground`` [4, H, W] RGBA and ``background``
-        [3, H, W] RGB in [0, 1]. The blend starts from their alpha composite re-noised to ``strength``;
-        the FG and BG latents, re-noised to each step's level, guide it through attention sharing, and
-        the given alpha (not a prior) is the mask. FG and BG rows run unguided: 4 rows a step."""
-        if not 0.0 < strength <= 1.0:
-            raise ValueError("strength must be in (0, 1]")
-        options = options or MethodOptions()
-        device, dtype = self._execution_device, self.unet.dtype
-        height, width = foreground.shape[-2:]
-        guided = guidance_scale > 1.0
-        composite = foreground[:3] * foreground[3:] + background * (1 - foreground[3:])
-        fg0 = decoding.encode_foreground(self.vae, self.transparent_encoder, foreground[None].to(device),
-                                         self.transparent_encoder_scale).to(dtype)
-        bg0, bl0 = decoding.encode_rgb(self.vae, torch.stack([background, composite]).to(device)).to(dtype).chunk(2)
-
-        scheduler = make_scheduler(options.sampler, self.scheduler.config)
-        scheduler.set_timesteps(num_inference_steps, device=device)
-        start = num_inference_steps - min(num_inference_steps, max(1, round(num_inference_steps * strength)))
-        timesteps = scheduler.timesteps[start * scheduler.order:]
-        scheduler.set_begin_index(start * scheduler.order)
-        noise = randn_tensor(bl0.shape, generator=generator, device=device, dtype=dtype)
-        latent = scheduler.add_noise(bl0, noise, timesteps[:1])
-
-        prompts = [foreground_prompt, background_prompt, blend_prompt]
-        encoded = conditioning.encode_branches(self, prompts, negative_prompt, guided, device)
-        ids = conditioning.time_ids(self, height, width, encoded.embeds.dtype, device)
-        cond = encoded.pick(ids, [FG, BG, BL], [BL] if guided else [])
-        # Rows: [FG_c, BG_c, (BL_u,) BL_c]; both blend rows share from the conditional FG and BG rows.
-        # A generation pairs BL_u with FG_u and BG_u; here those rows would carry the same given
-        # (re-noised) content under the negative prompt, for two more rows a step (+50 %), while the
-        # blend's guidance comes from its own prompt pair. Sharing from the conditional rows keeps the
-        # unconditional blend anchored to the artist's layers too.
-        if guided:
-            cond = cond.select([1, 2, 0, 3])
-        blend_rows = (2, 3) if guided else (2,)
-        layout = RowLayout(rows=2 + len(blend_rows), delta_rows=(0,), groups=tuple(BlendGroup(0, 1, r) for r in blend_rows))
-        # [I] The artist's alpha is the confidence x (no priors to read: mask_source and content_prior
-        # do not apply). The foreground is given, so no hard-mask update runs; instead the blend shares
-        # through the alpha's soft decision boundary sigmoid(k (alpha - tau)): tau says how opaque a
-        # pixel must be to count as object (a glass at alpha 0.3 shares the background behind it at the
-        # default), k how sharp that cut is.
-        alpha = foreground[3].float().cpu()
-        matte = hard_mask(alpha, options.threshold, options.boundary_coefficient)
-        masks = MaskSet(matte, (height // self.vae_scale_factor, width // self.vae_scale_factor),
-                        options.threshold, options.boundary_coefficient)
-        state = FusionState(layout=layout, masks=masks, variant=options.attention_blend, foreground_update=False,
-                            chunk=self.attention_chunk)
-        report = _Reporter(callback_on_step, len(timesteps), preview)
-        with fusion_processors(self.unet, state, self._row_deltas):
-            for i, t in enumerate(timesteps):
-                self._check_cancel(should_cancel)
-                guides = torch.cat([scheduler.add_noise(fg0, noise, t[None]), scheduler.add_noise(bg0, noise, t[None])])
-                rows = torch.cat([guides, latent, latent]) if guided else torch.cat([guides, latent])
-                model_in = scheduler.scale_model_input(rows, t)
-                eps = self.unet(model_in, t, **cond.unet_kwargs(), return_dict=False)[0]
-                eps = self._guide(eps[2:3], eps[3:4], guidance_scale) if guided else eps[2:3]
-                latent = scheduler.step(eps, t, latent, return_dict=False)[0]
-                report(StepInfo(i + 1, len(timesteps), "denoise", int(t)), latent[0])
-        blend = decoding.decode_rgb(self.vae, latent)[0]
-        return LayerFusionOutput(blend=blend, info={"unet_steps": len(timesteps)})
+        [3, H, W] RGB in [0, 1]: a harmonize of one layer (canvas.py). ``sampling``: the fields of
+        ``canvas.Sampling`` (negative_prompt, num_inference_steps, guidance_scale, options, ...)."""
+        return canvas.harmonize(self, [foreground], background, [foreground_prompt], background_prompt,
+                                blend_prompt, strength=strength, sampling=canvas.Sampling(**sampling))
 
 
 @dataclass
@@ -382,6 +323,10 @@ class _Run:
     should_cancel: Optional[CancelCheck]
     maps: dict[str, torch.Tensor] = field(default_factory=dict)
     content: dict[str, torch.Tensor] = field(default_factory=dict)
+    # add_foreground: where the object may be ([h, w] on the latent grid), and what keeps the
+    # foreground's latent transparent outside it after each step.
+    region: Optional[torch.Tensor] = None
+    confine: Optional[Callable[[torch.Tensor, Any], torch.Tensor]] = None
 
 
 class _Reporter:

@@ -104,6 +104,8 @@ class LayerwiseMasks:
     threshold: float
     coefficient: float
     content: dict[str, torch.Tensor] = field(default_factory=dict)  # block -> [tokens of that block]
+    # Where the object may be, on the prior grid ([h, w] in [0, 1]); None = anywhere. x is cut to it.
+    region: torch.Tensor | None = None
     _sets: dict[str, tuple[torch.Tensor, MaskSet]] = field(default_factory=dict, repr=False)
 
     def content_on_grid(self, block: str) -> torch.Tensor:
@@ -120,6 +122,8 @@ class LayerwiseMasks:
         entry = self._sets.get(block)
         if entry is None or entry[0] is not current:
             x = combine_priors(self.structure.to(current.device), self.content_on_grid(block), self.source)
+            if self.region is not None:
+                x = x * self.region.to(x.device, x.dtype)
             entry = (current, MaskSet(x, self.latent_size, self.threshold, self.coefficient))
             self._sets[block] = entry
         return entry[1]
@@ -127,3 +131,46 @@ class LayerwiseMasks:
     def for_layer(self, block: str, tokens: int, device: torch.device, dtype: torch.dtype
                   ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.mask_set(block).for_tokens(tokens, device, dtype)
+
+
+def stacking_weights(masks: torch.Tensor) -> torch.Tensor:
+    """Per-layer masks [layers, h, w], bottom first -> each layer's visible share
+    w_i = m_i * prod_{j > i} (1 - m_j): a layer above covers the ones below. The shares and the
+    background's prod_j (1 - m_j) sum to 1 at every pixel."""
+    out = torch.empty_like(masks)
+    uncovered = torch.ones_like(masks[0])
+    for i in reversed(range(masks.shape[0])):
+        out[i] = masks[i] * uncovered
+        uncovered = uncovered * (1 - masks[i])
+    return out
+
+
+@dataclass
+class LayerStack:
+    """The masks of given foreground layers (a harmonize or re-blend): each layer's alpha through the
+    soft decision boundary, made exclusive by stacking order on the image grid, then area-pooled to
+    each attention grid (pooling is linear, so the shares still sum to at most 1 there)."""
+
+    alphas: torch.Tensor  # [layers, H, W] in [0, 1], bottom first
+    latent_size: tuple[int, int]
+    threshold: float
+    coefficient: float
+    _cache: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict, repr=False)
+
+    @property
+    def weights(self) -> torch.Tensor:
+        """[layers, H, W]: each layer's share of every pixel."""
+        return stacking_weights(hard_mask(self.alphas.float(), self.threshold, self.coefficient))
+
+    def for_tokens(self, tokens: int, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(weights, weights), each [layers, tokens]: there is no hard mask to update a given layer with."""
+        key = (tokens, device, dtype)
+        if key not in self._cache:
+            grid = token_grid(tokens, *self.latent_size)
+            pooled = torch.stack([resample(w, grid).flatten() for w in self.weights]).to(device, dtype)
+            self._cache[key] = (pooled, pooled)
+        return self._cache[key]
+
+    def for_layer(self, block: str, tokens: int, device: torch.device, dtype: torch.dtype
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.for_tokens(tokens, device, dtype)
