@@ -89,6 +89,18 @@ def alpha_over(foreground: np.ndarray, background: np.ndarray) -> np.ndarray:
     return ((mixed + 127) // 255).astype(np.uint8)
 
 
+def merge_layers(layers: list[np.ndarray]) -> np.ndarray:
+    """8-bit straight-alpha RGBA layers, bottom first, merged into one: what they show over anything."""
+    premultiplied = np.zeros(layers[0].shape[:2] + (3,))
+    alpha = np.zeros(layers[0].shape[:2] + (1,))
+    for layer in layers:
+        a = layer[..., 3:].astype(np.float64) / 255
+        premultiplied = layer[..., :3].astype(np.float64) / 255 * a + premultiplied * (1 - a)
+        alpha = a + alpha * (1 - a)
+    color = np.divide(premultiplied, alpha, out=np.zeros_like(premultiplied), where=alpha > 0)
+    return (np.concatenate([color, alpha], axis=-1) * 255).round().astype(np.uint8)
+
+
 def map_image(values: torch.Tensor, size: "tuple[int, int]", *, nearest: bool = False) -> Image.Image:
     """A [h, w] map in [0, 1] as a greyscale image of ``size`` (width, height): bilinear for
     continuous maps, nearest for a mask whose edges should stay where the layers saw them."""

@@ -63,15 +63,7 @@ class JobInputs:
 
     def foreground_stack(self) -> np.ndarray:
         """The foreground layers merged into one RGBA layer (straight alpha), as they stack."""
-        layers = [a.astype(np.float64) / 255 for a in self.foreground_arrays]
-        premultiplied = np.zeros(layers[0].shape[:2] + (3,))
-        alpha = np.zeros(layers[0].shape[:2] + (1,))
-        for layer in layers:
-            a = layer[..., 3:]
-            premultiplied = layer[..., :3] * a + premultiplied * (1 - a)
-            alpha = a + alpha * (1 - a)
-        color = np.divide(premultiplied, alpha, out=np.zeros_like(premultiplied), where=alpha > 0)
-        return (np.concatenate([color, alpha], axis=-1) * 255).round().astype(np.uint8)
+        return decoding.merge_layers(self.foreground_arrays)
 
 
 def read_foreground(text: str, field: str) -> np.ndarray:

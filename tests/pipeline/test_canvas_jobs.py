@@ -162,3 +162,27 @@ def test_every_kind_runs_unguided_and_with_the_multistep_sampler(engine, guidanc
         if body["kind"] == "add_foreground":
             alpha = arr(result.images["foreground"])[..., 3]
             assert alpha[8:48, 8:48].sum() >= 0.9 * alpha.sum()
+
+
+def test_blend_layers_reproduce_the_blend_and_hide_back_to_the_composite(engine):
+    from backend.pipeline.decoding import alpha_over, merge_layers
+    from backend.pipeline.light_layers import LightLayers, compose_light_stack
+
+    background = painting()
+    layers = [square_layer(20, 20, side=48), square_layer(60, 60, side=48, color=(30, 60, 220))]
+    jobs = {
+        "add_foreground": ({"kind": "add_foreground", "background_png": b64(background), "foreground_prompt": "a cat",
+                            "target": {"x": 16, "y": 16, "width": 96, "height": 96}}, None),
+        "harmonize": ({"kind": "harmonize", "background_png": b64(background),
+                       "foregrounds": [{"png": b64(layer)} for layer in layers]}, layers),
+    }
+    for kind, (body, given) in jobs.items():
+        result = engine.run(parse_job_request({**body, "steps": 4, "seed": 6, "blend_layers": True}))
+        split = LightLayers(**{name: np.asarray(result.images[name]) for name in
+                               ("shadows", "light", "foreground_shadows", "foreground_light")})
+        fg = np.asarray(result.images["foreground"]) if given is None else merge_layers([np.asarray(g) for g in given])
+        bg = np.asarray(background)
+        error = np.abs(compose_light_stack(fg, bg, split).astype(int) - np.asarray(result.images["blend"]).astype(int))
+        assert error.mean() <= 1 and np.percentile(error, 99) <= 3, kind
+        assert np.array_equal(compose_light_stack(fg, bg, split, hidden=True), alpha_over(fg, bg)), kind
+        assert (np.asarray(result.images["blend"]) != alpha_over(fg, bg)).any(), kind  # there was something to split
