@@ -1,4 +1,4 @@
-"""``layerfusion`` (or ``python -m backend``): serve, generate, reblend and models, one module per command."""
+"""``layerfusion`` (or ``python -m backend``): serve, generate, reblend, the jobs on given layers and models."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,8 @@ from typing import Sequence
 from backend.cli import quiet
 
 # Each command module exposes ``register(subparsers)``; the parser it adds sets ``func``.
-COMMANDS = ("backend.cli.serve", "backend.cli.generate", "backend.cli.models", "backend.cli.ablate")
+COMMANDS = ("backend.cli.serve", "backend.cli.generate", "backend.cli.canvas", "backend.cli.models",
+            "backend.cli.ablate")
 
 
 def build_parser(prog: str = "layerfusion") -> argparse.ArgumentParser:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
-from backend.cli.generate import _fail, _parse_size
+from backend.cli.generate import _parse_size, fail
 from backend.cli.model_options import add_model_arguments, load_options
 from shared.fields import ProtocolError, to_json
-from shared.protocol import JobRequest, parse_job_request, request_params
+from shared.protocol import GenerateRequest, JobRequest, parse_job_request, request_params
 
 if TYPE_CHECKING:
     from backend.pipeline.engine import Engine, JobResult
@@ -160,7 +160,7 @@ def _png(image: Image.Image) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def reblend_job(source: JobRequest, result: JobResult) -> dict[str, Any]:
+def reblend_job(source: GenerateRequest, result: JobResult) -> dict[str, Any]:
     """The row-(b) generative foreground moved right by a quarter of the width, re-blended."""
     foreground = result.images["foreground"]
     moved = Image.new("RGBA", foreground.size, (0, 0, 0, 0))
@@ -238,7 +238,7 @@ def run_ablate(args: argparse.Namespace) -> int:
         for request in requests.values():
             engine.check(request)  # before loading anything
     except ProtocolError as err:
-        return _fail(err)
+        return fail(err)
     runs = len({json.dumps(to_json(r), sort_keys=True) for r in requests.values()}) + 1  # + the re-blend
     try:
         print(f"loading model '{args.model}'…", file=sys.stderr)
@@ -246,10 +246,12 @@ def run_ablate(args: argparse.Namespace) -> int:
         with tqdm(total=runs, desc="ablate", unit="run", file=sys.stderr) as bar:
             run = Runner(engine, bar)
             results = {name: run(name, request) for name, request in requests.items()}
-            requests["e-reblend"] = parse_job_request(reblend_job(requests["b-generative"], results["b-generative"]))
+            source = requests["b-generative"]
+            assert isinstance(source, GenerateRequest)
+            requests["e-reblend"] = parse_job_request(reblend_job(source, results["b-generative"]))
             results["e-reblend"] = run("e-reblend", requests["e-reblend"])
     except ProtocolError as err:
-        return _fail(err)
+        return fail(err)
     except ModelNotAvailable as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

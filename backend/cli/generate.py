@@ -1,4 +1,8 @@
-"""``python -m backend generate`` and ``reblend``: the pipeline without Krita, files in a folder."""
+"""``python -m backend generate`` and ``reblend``: the pipeline without Krita, files in a folder.
+
+The options every job command shares and the run that writes PNGs, params.json and layers.ora are here;
+the commands on the artist's own layers are in ``canvas.py``.
+"""
 from __future__ import annotations
 
 import argparse
@@ -21,8 +25,6 @@ from shared.protocol import (
     parse_job_request,
 )
 
-LAYER_NAMES = {"blend": "Blend", "foreground": "Foreground", "background": "Background"}
-
 
 def register(sub: argparse._SubParsersAction) -> None:
     gen = sub.add_parser("generate", help="foreground RGBA + background + blend from two prompts")
@@ -30,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     gen.add_argument("--bg", required=True, help="background prompt")
     gen.add_argument("--blend", default="generative", choices=[m.value for m in BlendMode])
     gen.add_argument("--size", default=None, help="WxH, multiples of 8 (default: the model's own size)")
-    _common(gen)
+    add_job_arguments(gen)
     gen.set_defaults(func=run_generate)
 
     re = sub.add_parser("reblend", help="a new blend for a moved foreground over a background")
@@ -39,13 +41,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     re.add_argument("--fg", required=True, help="foreground prompt")
     re.add_argument("--bg", required=True, help="background prompt")
     re.add_argument("--strength", type=float, default=0.5, help="share of the steps re-run, in (0, 1]")
-    _common(re)
+    add_job_arguments(re)
     re.set_defaults(func=run_reblend)
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path, help="output folder")
     parser.add_argument("--blend-prompt", default="", help="default: '<fg>, <bg>'")
+    parser.add_argument("--blend-layers", action="store_true",
+                        help="also split the blend into Shadows (multiply) and Light (screen) layers")
     parser.add_argument("--negative", default="", help="negative prompt")
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--guidance", type=float, default=7.0)
@@ -97,8 +101,9 @@ def parse_lora(text: str) -> dict[str, Any]:
                             "loras") from None
 
 
-def _base(args: argparse.Namespace) -> dict[str, Any]:
-    data = {"foreground_prompt": args.fg, "background_prompt": args.bg, "blend_prompt": args.blend_prompt,
+def job_fields(args: argparse.Namespace) -> dict[str, Any]:
+    """The request fields every job command takes, as wire JSON for the protocol to check."""
+    data = {"blend_prompt": args.blend_prompt, "blend_layers": args.blend_layers,
             "negative_prompt": args.negative, "steps": args.steps, "guidance": args.guidance,
             "options": _options(args), "loras": [parse_lora(text) for text in args.lora]}
     if args.seed is not None:
@@ -106,7 +111,7 @@ def _base(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
-def _read_png(path: Path, field: str) -> str:
+def read_png(path: Path, field: str) -> str:
     try:
         return base64.b64encode(path.read_bytes()).decode("ascii")
     except OSError as err:
@@ -121,21 +126,23 @@ def run_generate(args: argparse.Namespace) -> int:
             width, height = _parse_size(args.size)
         else:
             width, height = (TINY if args.model == "tiny" else SDXL).default_size
-        request = parse_job_request({**_base(args), "kind": "generate", "blend": args.blend,
+        request = parse_job_request({**job_fields(args), "kind": "generate", "blend": args.blend,
+                                     "foreground_prompt": args.fg, "background_prompt": args.bg,
                                      "width": width, "height": height})
     except ProtocolError as err:
-        return _fail(err)
-    return _run(args, request)
+        return fail(err)
+    return run_job(args, request)
 
 
 def run_reblend(args: argparse.Namespace) -> int:
     try:
-        request = parse_job_request({**_base(args), "kind": "reblend", "strength": args.strength,
-                                     "foreground_png": _read_png(args.foreground, "foreground_png"),
-                                     "background_png": _read_png(args.background, "background_png")})
+        request = parse_job_request({**job_fields(args), "kind": "reblend", "strength": args.strength,
+                                     "foreground_prompt": args.fg, "background_prompt": args.bg,
+                                     "foreground_png": read_png(args.foreground, "foreground_png"),
+                                     "background_png": read_png(args.background, "background_png")})
     except ProtocolError as err:
-        return _fail(err)
-    return _run(args, request)
+        return fail(err)
+    return run_job(args, request)
 
 
 def _parse_size(text: str) -> tuple[int, int]:
@@ -146,9 +153,10 @@ def _parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-def _run(args: argparse.Namespace, request) -> int:
+def run_job(args: argparse.Namespace, request) -> int:
     from tqdm import tqdm
 
+    from backend.export.layer_stack import light_job_stack
     from backend.export.openraster import write_openraster
     from backend.models.loading import ModelNotAvailable
     from backend.pipeline.engine import Engine
@@ -167,7 +175,7 @@ def _run(args: argparse.Namespace, request) -> int:
         engine.load()
         result = engine.run(request, on_step=on_step)  # checks again against the loaded model
     except ProtocolError as err:
-        return _fail(err)
+        return fail(err)
     except ModelNotAvailable as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -183,15 +191,15 @@ def _run(args: argparse.Namespace, request) -> int:
     for name, image in result.images.items():
         image.save(args.out / f"{name}.png")
     (args.out / "params.json").write_text(json.dumps(result.params, indent=2) + "\n")
-    if len(result.images) > 1:
-        order = [n for n in ("blend", "foreground", "background") if n in result.images]
-        write_openraster(args.out / "layers.ora", [(LAYER_NAMES[n], result.images[n]) for n in order])
+    stack, merged = light_job_stack(request, result.images)
+    if len(stack) > 1:
+        write_openraster(args.out / "layers.ora", stack, merged=merged)
     print(f"wrote {', '.join(sorted(p.name for p in args.out.iterdir()))} to {args.out} "
           f"(seed {result.params['seed']}, {result.params['seconds']} s on {result.params['device']})")
     return 0
 
 
-def _fail(err: ProtocolError) -> int:
+def fail(err: ProtocolError) -> int:
     where = f" ({err.field})" if err.field else ""
     print(f"error{where}: {err.message}", file=sys.stderr)
     return 2

@@ -17,22 +17,20 @@ from shared.protocol import (
     EVENT_PROGRESS,
     EVENT_STATUS,
     IMAGE_NAMES,
+    JOB_REQUESTS,
     MAX_UPLOAD_BYTES,
     PROTOCOL_VERSION,
     ErrorResponse,
-    GenerateRequest,
     Health,
     JobCreated,
     JobList,
     JobStatus,
     ModelList,
     ProgressEvent,
-    ReblendRequest,
 )
 
 MESSAGES = (
-    GenerateRequest,
-    ReblendRequest,
+    *JOB_REQUESTS.values(),
     JobCreated,
     JobStatus,
     JobList,
@@ -137,13 +135,10 @@ def openapi_document(token_required: bool = False) -> Dict[str, Any]:
         components[cls.__name__] = json_schema(cls, components)
     v = API_PREFIX
     job_request = {
-        "oneOf": [_ref("GenerateRequest"), _ref("ReblendRequest")],
+        "oneOf": [_ref(cls.__name__) for cls in JOB_REQUESTS.values()],
         "discriminator": {
             "propertyName": "kind",
-            "mapping": {
-                "generate": "#/components/schemas/GenerateRequest",
-                "reblend": "#/components/schemas/ReblendRequest",
-            },
+            "mapping": {kind.value: _ref(cls.__name__)["$ref"] for kind, cls in JOB_REQUESTS.items()},
         },
     }
     paths: Dict[str, Any] = {

@@ -26,7 +26,6 @@ from shared.protocol import (
     JobRequest,
     JobState,
     JobStatus,
-    ReblendRequest,
     ServerState,
     request_params,
 )
@@ -94,7 +93,7 @@ class JobService:
             if held and held + upload > self.max_queued_upload_bytes:
                 raise QueueFull(
                     "queue_full",
-                    "the queued re-blends already hold %d MB of images; try again when one has run"
+                    "the queued jobs already hold %d MB of images; try again when one has run"
                     % (held // (1 << 20)),
                 )
         # The seed is fixed now, so the record on disk says how to reproduce the job from the start.
@@ -165,9 +164,7 @@ class JobService:
 
 def upload_bytes(request: JobRequest) -> int:
     """Memory a queued request holds in uploaded images (base64 text)."""
-    if isinstance(request, ReblendRequest):
-        return len(request.foreground_png) + len(request.background_png)
-    return 0
+    return sum(len(text) for text in request.uploads().values())
 
 
 

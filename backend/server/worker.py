@@ -22,7 +22,7 @@ from backend.pipeline.faults import is_out_of_memory, out_of_memory_message, rel
 from backend.server.jobs import Job, JobBook, Outcome, ended, interrupted
 from backend.server.store import ResultStore, storage_error
 from shared.fields import ProtocolError
-from shared.protocol import ErrorInfo, JobState, ReblendRequest, ServerState
+from shared.protocol import ErrorInfo, JobState, ServerState
 
 log = logging.getLogger(__name__)
 
@@ -149,13 +149,11 @@ class Worker:
         if job.cancel.is_set() or job.request is None:
             return ended(job, JobState.cancelled), {}
         self.book.post(self.book.started, job)
-        if isinstance(job.request, ReblendRequest):
-            try:
-                for name in ("foreground", "background"):
-                    payload = getattr(job.request, name + "_png")
-                    self.store.write_input(job.id, name, base64.b64decode(payload))
-            except OSError as err:
-                return self._storage_failed(job, err), {}
+        try:
+            for name, payload in job.request.uploads().items():
+                self.store.write_input(job.id, name, base64.b64decode(payload))
+        except OSError as err:
+            return self._storage_failed(job, err), {}
 
         def on_step(update: StepUpdate) -> None:
             preview = encode_preview(update.preview) if update.preview is not None else None

@@ -56,9 +56,16 @@ def test_reblend_writes_a_new_blend(generated, tmp_path):
                      str(generated / "background.png"), "--fg", "a glass of water", "--bg", "a wooden table",
                      "--steps", "4", "--strength", "0.5", "--seed", "2", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert {p.name for p in tmp_path.iterdir()} == {"blend.png", "params.json"}
+    assert {p.name for p in tmp_path.iterdir()} == {"blend.png", "params.json", "layers.ora"}
     assert Image.open(tmp_path / "blend.png").size == (64, 64)
     assert json.loads((tmp_path / "params.json").read_text())["strength"] == 0.5
+    # The file opens as the whole picture: the new blend over the given layers, those unchanged.
+    with zipfile.ZipFile(tmp_path / "layers.ora") as ora:
+        layers = ET.fromstring(ora.read("stack.xml")).findall("./stack/layer")
+        assert [layer.get("name") for layer in layers] == ["Blend", "Foreground", "Background"]
+        for layer, name in zip(layers[1:], ("foreground", "background")):
+            with ora.open(layer.get("src")) as f:
+                assert np.array_equal(np.asarray(Image.open(f)), np.asarray(Image.open(generated / f"{name}.png")))
 
 
 @pytest.mark.parametrize("args,field", [

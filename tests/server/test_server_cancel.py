@@ -7,7 +7,7 @@ from typing import Any, Dict
 
 import aiohttp
 
-from shared.protocol import IMAGE_NAMES
+from shared.protocol import LAYER_NAMES, MAP_NAMES
 from tests.support.api import Api, generate_body
 from tests.support.backend_process import BackendProcess
 
@@ -97,4 +97,4 @@ async def _disconnect(backend: BackendProcess) -> Dict[str, Any]:
 def test_disconnecting_event_client_does_not_stop_the_job(live_backend: BackendProcess) -> None:
     result = asyncio.run(_disconnect(live_backend))
     assert result["final"]["state"] == "done"
-    assert set(result["images"]) == set(IMAGE_NAMES)
+    assert set(result["images"]) == set(LAYER_NAMES + MAP_NAMES)

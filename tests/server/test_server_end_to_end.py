@@ -12,7 +12,7 @@ from typing import Any, Dict
 import aiohttp
 from PIL import Image
 
-from shared.protocol import IMAGE_NAMES, MAP_NAMES
+from shared.protocol import LAYER_NAMES, MAP_NAMES
 from tests.support.api import Api, generate_body, png_base64
 from tests.support.backend_process import BackendProcess
 
@@ -46,7 +46,7 @@ def test_generate_end_to_end(live_backend: BackendProcess) -> None:
 
     assert status["state"] == "done" and status["kind"] == "generate"
     assert status["params"]["seed"] == 1234
-    assert set(images) == set(IMAGE_NAMES)  # the layers and the method's maps
+    assert set(images) == set(LAYER_NAMES + MAP_NAMES)  # the layers and the method's maps
     assert {images[name].mode for name in MAP_NAMES} == {"L"}
     assert images["foreground"].mode == "RGBA"
     assert images["background"].mode == "RGB" and images["blend"].mode == "RGB"
@@ -57,7 +57,7 @@ def test_generate_end_to_end(live_backend: BackendProcess) -> None:
     record = json.loads((folder / "job.json").read_text())
     assert record["state"] == "done" and record["params"]["seed"] == 1234
     assert record["params"]["foreground_prompt"] == "a wine glass"
-    assert sorted(p.name for p in folder.glob("*.png")) == sorted(name + ".png" for name in IMAGE_NAMES)
+    assert sorted(p.name for p in folder.glob("*.png")) == sorted(name + ".png" for name in LAYER_NAMES + MAP_NAMES)
 
 
 def test_progress_previews_are_small_pngs(live_backend: BackendProcess) -> None:

@@ -23,7 +23,7 @@ import torch
 from aiohttp.test_utils import TestClient
 
 from backend.server.routes import SERVICE
-from shared.protocol import IMAGE_NAMES
+from shared.protocol import LAYER_NAMES, MAP_NAMES
 from tests.server.inprocess import app_client
 from tests.support.api import generate_body
 
@@ -98,7 +98,7 @@ def _leftovers(job_dir: Path) -> List[str]:
 async def _next_job_is_done(client: TestClient) -> None:
     status = await _final(client, await _submit(client, seed=99))
     assert status["state"] == "done", status
-    assert set(status["images"]) == set(IMAGE_NAMES)  # the layers and the method's maps
+    assert set(status["images"]) == set(LAYER_NAMES + MAP_NAMES)  # the layers and the method's maps
 
 
 # -- faults in the pipeline ---------------------------------------------------------------------

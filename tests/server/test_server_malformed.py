@@ -40,10 +40,17 @@ def _truncated_png() -> str:
     return base64.b64encode(buffer.getvalue()[: len(buffer.getvalue()) // 2]).decode()
 
 
+def _layer() -> str:
+    """An RGBA layer with something to place and transparency around it."""
+    image = Image.new("RGBA", (64, 64))
+    image.paste(Image.new("RGBA", (16, 16), (200, 50, 40, 255)), (24, 24))
+    return png_base64(image)
+
+
 def _reblend(**overrides: Any) -> Dict[str, Any]:
     body = {
         "kind": "reblend",
-        "foreground_png": _png("RGBA"),
+        "foreground_png": _layer(),
         "background_png": _png("RGB"),
         "foreground_prompt": "a glass",
         "background_prompt": "a table",
@@ -99,6 +106,7 @@ CASES: List[Tuple[str, Any, int, Optional[str]]] = [
     ),
     ("corrupt png", _reblend(foreground_png=_truncated_png()), 422, "foreground_png"),
     ("foreground rgb", _reblend(foreground_png=_png("RGB")), 422, "foreground_png"),
+    ("foreground empty", _reblend(foreground_png=_png("RGBA")), 422, "foreground_png"),
     ("background grey", _reblend(background_png=_png("L")), 422, "background_png"),
     ("size mismatch", _reblend(background_png=_png("RGB", (64, 128))), 422, "foreground_png"),
     (
