@@ -7,6 +7,7 @@ import base64
 import traceback
 from typing import Any, Callable, Dict, List, Optional
 
+from .canvas_controller import CanvasJobs
 from .client import Api, ConnectionState, HealthMonitor, HttpResult, JobOutcome, JobRun
 from .docker import Panel
 from .lora_picker import LoraCatalog
@@ -55,6 +56,7 @@ class Controller(QObject):
         self.history: Dict[str, HistoryEntry] = {}
         self.reblend_runs: Dict[str, JobRun] = {}  # group key -> its running re-blend
         self._reblend_serial: Dict[str, int] = {}  # group key -> number of its latest re-blend request
+        self.canvas = CanvasJobs(self)  # Add object, Generate background, Harmonize (canvas_controller.py)
         panel.apply(settings)
         panel.generate_clicked.connect(self.generate)
         panel.reblend_clicked.connect(lambda: self.reblend())
@@ -102,7 +104,8 @@ class Controller(QObject):
                 foreground_prompt=s.foreground_prompt, background_prompt=s.background_prompt,
                 negative_prompt=s.negative_prompt, width=target.gen_width, height=target.gen_height,
                 blend=protocol.BlendMode(s.blend), steps=s.steps, guidance=s.guidance,
-                seed=None if s.random_seed else s.seed, loras=s.lora_choices(), options=s.method_options()))
+                seed=None if s.random_seed else s.seed, loras=s.lora_choices(), options=s.method_options(),
+                blend_layers=s.blend_layers and s.blend == protocol.BlendMode.generative.value))
         except UserError as err:
             self.panel.show_error(str(err))
             return None
@@ -110,7 +113,8 @@ class Controller(QObject):
             self.panel.show_error("Cannot send this request: %s" % err.message)
             return None
         mask = s.insert_mask  # as the option stood when the job was asked for
-        run = self._start(body, lambda outcome: self._generated(target, outcome, mask), (MASK,) if mask else ())
+        maps = ((MASK,) if mask else ()) + (tuple(protocol.LIGHT_NAMES) if body["blend_layers"] else ())
+        run = self._start(body, lambda outcome: self._generated(target, outcome, mask), maps)
         self.panel.show_message("Generating %d×%d…" % (target.gen_width, target.gen_height))
         return run
 

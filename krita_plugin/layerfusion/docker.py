@@ -52,6 +52,7 @@ class Panel(QWidget):
     reblend_clicked = pyqtSignal()
     cancel_clicked = pyqtSignal()
     select_foreground_clicked = pyqtSignal()
+    canvas_job_clicked = pyqtSignal(str)  # add_foreground, add_background or harmonize
     start_server_clicked = pyqtSignal()
     reinsert_requested = pyqtSignal(str)  # job id
     settings_changed = pyqtSignal()
@@ -154,6 +155,21 @@ class Panel(QWidget):
         buttons.addWidget(self.reblend)
         buttons.addWidget(self.cancel)
         outer.addLayout(buttons)
+        canvas_row = QHBoxLayout()  # jobs on the artist's own layers (also in Tools > Scripts)
+        self.canvas_buttons = {}
+        for kind, label, tip in (
+                ("add_foreground", "Add object", "Add object as layer: generate the foreground prompt into the "
+                 "selection (or anywhere) of the visible canvas"),
+                ("add_background", "Add background", "Generate background for layer: a background prompt's "
+                 "scene beneath the active layer, and their blend"),
+                ("harmonize", "Harmonize", "Harmonize selected layers: blend the selected transparent layers "
+                 "into what lies beneath them")):
+            button = QPushButton(label)
+            button.setToolTip(tip)
+            button.clicked.connect(lambda _checked=False, k=kind: self.canvas_job_clicked.emit(k))
+            canvas_row.addWidget(button)
+            self.canvas_buttons[kind] = button
+        outer.addLayout(canvas_row)
         self.auto_reblend = QCheckBox("Auto re-blend when the foreground stops moving")
         outer.addWidget(self.auto_reblend)
         mask_row = QHBoxLayout()
@@ -161,7 +177,12 @@ class Panel(QWidget):
         self.insert_mask.setToolTip("Add the method's hard mask as a hidden layer “Mask” below the Foreground")
         self.select_foreground = QPushButton("Select foreground")
         self.select_foreground.setToolTip("Select the active LayerFusion Foreground's (or paint layer's) alpha")
+        self.blend_layers = QCheckBox("Blend as layers")
+        self.blend_layers.setToolTip("Also add the blend as Shadows (multiply) and Light (screen) layers, "
+                                     "the Blend going in hidden (Generate with the generative blend, "
+                                     "Add object, Add background, Harmonize)")
         mask_row.addWidget(self.insert_mask, 1)
+        mask_row.addWidget(self.blend_layers)
         mask_row.addWidget(self.select_foreground)
         outer.addLayout(mask_row)
         self.progress = QProgressBar()
@@ -199,7 +220,7 @@ class Panel(QWidget):
             combo.currentIndexChanged.connect(self.settings_changed)
         for spin in (self.seed, self.steps, self.guidance, self.strength, self.threshold, self.coefficient):
             spin.valueChanged.connect(self.settings_changed)
-        for check in (self.random_seed, self.auto_reblend, self.insert_mask):
+        for check in (self.random_seed, self.auto_reblend, self.insert_mask, self.blend_layers):
             check.toggled.connect(self.settings_changed)
         self.loras.changed.connect(self.settings_changed)
 
@@ -228,6 +249,7 @@ class Panel(QWidget):
                 _select(self.resolution, values.target_pixels)
             self.auto_reblend.setChecked(values.auto_reblend)
             self.insert_mask.setChecked(values.insert_mask)
+            self.blend_layers.setChecked(values.blend_layers)
             self.loras.set_choices(values.lora_choices())
             self.advanced.setChecked(False)
         finally:
@@ -254,6 +276,7 @@ class Panel(QWidget):
             content_prior=str(self.content_prior.currentData()),
             auto_reblend=self.auto_reblend.isChecked(),
             insert_mask=self.insert_mask.isChecked(),
+            blend_layers=self.blend_layers.isChecked(),
             target_pixels=int(self.resolution.currentData()),
             history_limit=getattr(self, "_history_limit", 12),
             loras=dump_loras(self.loras.choices()),

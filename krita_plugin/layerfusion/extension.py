@@ -15,6 +15,12 @@ DOCKER_ID = "layerfusion_docker"
 ACTION_GENERATE = "layerfusion_generate"
 ACTION_REBLEND = "layerfusion_reblend"
 ACTION_SELECT_FOREGROUND = "layerfusion_select_foreground"
+# Jobs on the artist's own layers: action id -> (menu text, job kind)
+CANVAS_ACTIONS = {
+    "layerfusion_add_object": ("Add object as layer", "add_foreground"),
+    "layerfusion_add_background": ("Generate background for layer", "add_background"),
+    "layerfusion_harmonize": ("Harmonize selected layers", "harmonize"),
+}
 
 
 class _Core:
@@ -62,6 +68,16 @@ class LayerFusionExtension(Extension):
         reblend.triggered.connect(lambda: self._run("reblend"))
         select = window.createAction(ACTION_SELECT_FOREGROUND, "Select foreground", "tools/scripts")
         select.triggered.connect(lambda: self._run("select_foreground"))
+        for action_id, (text, kind) in CANVAS_ACTIONS.items():
+            action = window.createAction(action_id, text, "tools/scripts")
+            action.triggered.connect(lambda _checked=False, k=kind: self._run_canvas(k))
+
+    def _run_canvas(self, kind: str) -> None:
+        controller = CORE.current()
+        if controller is not None:
+            controller.canvas.start(kind)  # messages, progress and results in the docker
+        else:
+            print("LayerFusion: open the LayerFusion docker (Settings > Dockers) to run this")
 
     def _run(self, what: str) -> None:
         controller = CORE.current()

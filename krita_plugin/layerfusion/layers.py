@@ -11,7 +11,7 @@ from typing import Any, Dict, Iterator, List, Optional
 from krita import Krita, Selection  # type: ignore[import-not-found]
 
 from .qt import QByteArray, QRect, QUuid
-from .targets import LAYER_STACK, Target, UserError, layer_plan
+from .targets import CLIPPED, LAYER_STACK, LIGHT_MODES, Target, UserError, layer_plan
 from .wire import sizes
 
 ANNOTATION = "layerfusion"  # one JSON document annotation: group uid -> what was generated there
@@ -71,15 +71,23 @@ def by_uid(doc: Any, key: str) -> Optional[Any]:
     return node
 
 
+def descendants(node: Any) -> Iterator[Any]:
+    """The layers inside ``node``, a group's before the next sibling (an add-object group nests one)."""
+    for child in children(node):
+        yield child
+        if child.type() == "grouplayer":
+            yield from descendants(child)
+
+
 def member(doc: Any, group: Any, role: str) -> Optional[Any]:
     """The group's Foreground / Background by recorded id, else by name (a copied group, say)."""
     record = read_records(doc).get(uid(group), {})
     ids = record.get("layers", {})
-    for child in children(group):
+    for child in descendants(group):
         if ids.get(role) == uid(child):
             return child
-    wanted = dict(LAYER_NAMES)[role]
-    for child in children(group):
+    wanted = dict(LAYER_NAMES).get(role)
+    for child in descendants(group):
         if child.name() == wanted:
             return child
     return None
@@ -140,15 +148,25 @@ class KritaDocuments:
             raise UserError("The server's result lacks the foreground or the background.")
         group = doc.createGroupLayer(group_name(params))
         ids: Dict[str, str] = {}
+        split = "shadows" in layers  # the blend as layers: the Blend goes in hidden
+        holder = None  # the "Object" sub-group then
         for role, name, visible in layer_plan(layers):
             node = doc.createNode(name, "paintlayer")
+            if role in LIGHT_MODES:
+                node.setBlendingMode(LIGHT_MODES[role])
+                node.setInheritAlpha(role in CLIPPED)
+            if split and role in CLIPPED and holder is None:
+                holder = doc.createGroupLayer("Object")
+                group.addChildNode(holder, None)
+                ids["object"] = uid(holder)
             # The Mask arrives as opaque grey (B = G = R = mask, A = 255, how pixels.py decodes a grey
             # PNG), not as white with alpha = mask: shown, it reads as the matte the method made, its
             # values are the PNG's own (no colour lost under zero alpha), and Select foreground already
             # turns the alpha into a selection.
             node.setPixelData(QByteArray(layers[role]), target.x, target.y, target.width, target.height)
-            node.setVisible(visible)
-            group.addChildNode(node, None)  # appended on top: Background, (Mask,) Foreground, Blend
+            node.setVisible(visible and not (split and role == "blend"))
+            # appended on top: Background, (Mask,) Foreground, Blend
+            (holder if split and role in CLIPPED else group).addChildNode(node, None)
             ids[role] = uid(node)
             yield
         if not self.is_open(doc):

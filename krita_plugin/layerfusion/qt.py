@@ -18,7 +18,7 @@ from PyQt5.QtCore import (  # noqa: F401
     QUuid,
     pyqtSignal,
 )
-from PyQt5.QtGui import QIcon, QImage, QKeySequence, QPixmap  # noqa: F401
+from PyQt5.QtGui import QColor, QIcon, QImage, QKeySequence, QPainter, QPixmap  # noqa: F401
 from PyQt5.QtNetwork import QNetworkAccessManager, QNetworkReply, QNetworkRequest  # noqa: F401
 from PyQt5.QtWidgets import (  # noqa: F401
     QApplication,

@@ -7,6 +7,7 @@ Krita emits no signal when a layer moves, hence the polling watcher below.
 """
 from typing import Any, Dict, Optional, Tuple
 
+from .canvas_layers import CanvasDocuments, pixels_beneath
 from .controller import Controller
 from .layers import KritaDocuments, by_uid, children, find_group, member, read_records, uid, write_records
 from .qt import QByteArray, QObject, QTimer
@@ -20,27 +21,33 @@ def read_source(doc: Any, group: Any) -> ReblendSource:
     record = read_records(doc).get(uid(group))
     if record is None:
         raise UserError("This group was not made by LayerFusion.")
+    on_canvas = record.get("kind") == "add_foreground"  # its background is the artist's canvas
     fg = member(doc, group, "foreground")
-    bg = member(doc, group, "background")
-    if fg is None or bg is None:
+    bg = None if on_canvas else member(doc, group, "background")
+    if fg is None or (bg is None and not on_canvas):
         raise UserError("The group has lost its Foreground or Background layer.")
     x, y, w, h = record["rect"]
     gen_w, gen_h = record["generation_size"]
     target = Target(doc, x, y, w, h, gen_w, gen_h)
     # pixelData takes image coordinates whatever the layer's offset: this is the layer as it lies.
     foreground = bytes(fg.pixelData(x, y, w, h))
-    background = bytes(bg.pixelData(x, y, w, h))
+    # An added object's background is what lies beneath its group now, the artist's edits included.
+    background = pixels_beneath(doc, group, (x, y, w, h)) if bg is None else bytes(bg.pixelData(x, y, w, h))
     return ReblendSource(doc, uid(group), target, foreground, background, dict(record.get("params", {})))
 
 
 def blend_layers(doc: Any, group: Any) -> list:
-    """The group's blend layers, bottom to top: every child that is not Foreground, Background or Mask."""
+    """The group's blend layers, bottom to top: every paint layer in it that is not Foreground,
+    Background, Mask or one of the recorded light layers (Shadows, Light of an added object)."""
     keep = {uid(n) for n in (member(doc, group, role) for role in ("foreground", "background", MASK)) if n is not None}
-    return [n for n in children(group) if uid(n) not in keep]
+    recorded = read_records(doc).get(uid(group), {}).get("layers", {})
+    keep.update(key for role, key in recorded.items() if role != "blend")
+    return [n for n in children(group) if uid(n) not in keep and n.type() == "paintlayer"]
 
 
-class KritaSide(KritaDocuments):
-    """The controller's complete document side: insertion (layers.py) plus re-blend."""
+class KritaSide(KritaDocuments, CanvasDocuments):
+    """The controller's complete document side: insertion (layers.py), canvas jobs (canvas_layers.py)
+    and re-blend."""
 
     def reblend_source(self, doc: Optional[Any] = None, group: Optional[Any] = None) -> ReblendSource:
         doc = doc if doc is not None else self.active()

@@ -29,6 +29,9 @@ class Settings:
     content_prior: str = protocol.ContentPrior.layerwise.value
     auto_reblend: bool = False
     insert_mask: bool = False  # also fetch the hard mask and insert it as a hidden "Mask" layer
+    # Jobs also return the blend as Shadows and Light layers (multiply / screen), the Blend layer then
+    # going in hidden: the canvas jobs, and Generate with the generative blend (not Regenerate blend).
+    blend_layers: bool = False
     # Pixels the model works at; SDXL's one megapixel unless a smaller (test, preview) size is wanted.
     target_pixels: int = sizes.SDXL_PIXELS
     history_limit: int = 12

@@ -5,8 +5,15 @@ from typing import Any, Dict, List, Tuple
 MASK = "mask_hard"  # the one method map the plugin can insert: as the hidden layer "Mask"
 # A generated group's layers, bottom to top: (image name, layer name, visible). The Mask sits below
 # the Foreground and stays hidden: it is there to be looked at or turned into a selection, not seen.
-LAYER_STACK = (("background", "Background", True), (MASK, "Mask", False),
-               ("foreground", "Foreground", True), ("blend", "Blend", True))
+# With "Blend as layers" the light layers join in (only those a result holds are created); the
+# Foreground and its pair then sit in a sub-group "Object", so inherit alpha clips the pair to it.
+LAYER_STACK = (("background", "Background", True), ("shadows", "Shadows", True), ("light", "Light", True),
+               (MASK, "Mask", False), ("foreground", "Foreground", True),
+               ("foreground_shadows", "Foreground shadows", True), ("foreground_light", "Foreground light", True),
+               ("blend", "Blend", True))
+LIGHT_MODES = {"shadows": "multiply", "light": "screen", "foreground_shadows": "multiply",
+               "foreground_light": "screen"}
+CLIPPED = ("foreground", "foreground_shadows", "foreground_light")  # in "Object" when the light is split
 
 
 class UserError(Exception):

@@ -98,6 +98,16 @@ def test_generation_is_one_undo_step(gui):
     assert len(gui["top_level_after_redo"]) == 2
 
 
+def test_add_object_action_inserts_one_group_undone_in_one_step(gui):
+    assert gui["canvas_actions"] == [True, True, True]
+    assert gui["add_object_state"] == "done", gui["add_object_message"]
+    names = gui["top_level_after_add_object"]
+    assert len(names) == 3 and names[-1].startswith("LayerFusion object: a wine glass")
+    assert gui["add_object_children"] == ["Foreground", "Blend"]
+    assert gui["add_object_left_the_rest"]
+    assert gui["top_level_after_add_object_undo"] == names[:2]
+
+
 def test_select_foreground_action_is_registered(gui):
     assert gui["select_action"]
 

@@ -110,6 +110,24 @@ def scenario(facts):
     doc.waitForDone()
     facts["top_level_after_redo"] = [n.name() for n in doc.rootNode().childNodes()]
 
+    # Add object as layer, from its Tools action, over the whole canvas: one group, one undo step.
+    facts["canvas_actions"] = [bool(app.action(n)) for n in
+                               ("layerfusion_add_object", "layerfusion_add_background", "layerfusion_harmonize")]
+    art = [pixels(n, W, H) for n in doc.rootNode().childNodes()]
+    app.action("layerfusion_add_object").trigger()
+    spin(lambda: len(finished) == 3)
+    doc.waitForDone()
+    facts["add_object_state"] = finished[2].state
+    facts["add_object_message"] = panel.message.text()
+    top = doc.rootNode().childNodes()
+    facts["top_level_after_add_object"] = [n.name() for n in top]
+    facts["add_object_children"] = [n.name() for n in top[-1].childNodes()]
+    facts["add_object_left_the_rest"] = [pixels(n, W, H) for n in top[:-1]] == art
+    app.action("edit_undo").trigger()
+    doc.waitForDone()
+    spin(lambda: True)
+    facts["top_level_after_add_object_undo"] = [n.name() for n in doc.rootNode().childNodes()]
+
     doc.setModified(False)
 
 
