@@ -1,7 +1,7 @@
 """Declarative message fields: one description drives parsing, validation and JSON Schema.
 
-Both the backend (Python 3.11) and the Krita plugin (Krita's embedded Python, 3.8+) import this, so
-it uses the standard library only and no syntax newer than Python 3.8.
+Both the backend (Python 3.11) and the Krita plugin (Krita's embedded Python, 3.10+) import this, so
+it uses the standard library only and nothing newer than Python 3.10.
 """
 from __future__ import annotations
 

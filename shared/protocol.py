@@ -2,7 +2,7 @@
 
 Field names, states and endpoints follow the team design (DESIGN.md, "HTTP API"). This module is the
 single source of truth: the server validates with it and publishes it as OpenAPI, the plugin builds
-its requests with it. Standard library only, Python 3.8 syntax.
+its requests with it. Standard library only, Python 3.10 (Krita 5.2's).
 """
 from __future__ import annotations
 
@@ -188,8 +188,31 @@ def check_loras(loras: "List[LoraChoice]", prefix: str = "") -> None:
         seen.add(lora.name)
 
 
+@dataclass(kw_only=True)
+class JobSettings:
+    """What every job takes besides its images and prompts (keyword-only, so each kind lists its own
+    required fields first)."""
+
+    blend_prompt: str = spec(
+        "", max_length=MAX_PROMPT_CHARS, doc="Prompt of the blend; empty = the job's prompts joined."
+    )
+    negative_prompt: str = spec("", max_length=MAX_PROMPT_CHARS, doc="What the generated images should not show.")
+    steps: int = spec(
+        25, minimum=1, maximum=MAX_STEPS,
+        doc="Denoising steps of a full schedule; a job with a strength runs strength x steps of them.",
+    )
+    guidance: float = spec(7.0, minimum=0.0, maximum=30.0, doc="Classifier-free guidance scale; <= 1 disables it.")
+    seed: Optional[int] = spec(None, minimum=0, maximum=MAX_SEED, doc="Random seed; unset = a random one.")
+    loras: List[LoraChoice] = spec(default_factory=list, max_items=MAX_LORAS, doc=LORAS_DOC)
+    options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
+    blend_layers: bool = spec(False, doc=BLEND_LAYERS_DOC)
+
+    def check_settings(self, prefix: str) -> None:
+        check_loras(self.loras, prefix)
+
+
 @dataclass
-class GenerateRequest:
+class GenerateRequest(JobSettings):
     """Generate a foreground (RGBA), a background (RGB) and, unless blend is none, a blend."""
 
     foreground_prompt: str = spec(nonblank=True, max_length=MAX_PROMPT_CHARS, doc="What the foreground object is.")
@@ -202,16 +225,6 @@ class GenerateRequest:
     )
     kind: JobKind = spec(JobKind.generate, const=True, doc="Always 'generate'.")
     blend: BlendMode = spec(BlendMode.generative, doc="How the blend layer is made.")
-    blend_prompt: str = spec(
-        "", max_length=MAX_PROMPT_CHARS, doc="Prompt of the blend; empty = '<foreground>, <background>'."
-    )
-    negative_prompt: str = spec("", max_length=MAX_PROMPT_CHARS, doc="What none of the images should show.")
-    steps: int = spec(25, minimum=1, maximum=MAX_STEPS, doc="Denoising steps.")
-    guidance: float = spec(7.0, minimum=0.0, maximum=30.0, doc="Classifier-free guidance scale; <= 1 disables it.")
-    seed: Optional[int] = spec(None, minimum=0, maximum=MAX_SEED, doc="Random seed; unset = a random one.")
-    loras: List[LoraChoice] = spec(default_factory=list, max_items=MAX_LORAS, doc=LORAS_DOC)
-    options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
-    blend_layers: bool = spec(False, doc=BLEND_LAYERS_DOC)
 
     def check(self, prefix: str = "") -> None:
         check_size(self.width, self.height, prefix)
@@ -220,7 +233,7 @@ class GenerateRequest:
                 "invalid_field", "blend_layers splits the generative blend: ask for blend 'generative'",
                 prefix + "blend_layers",
             )
-        check_loras(self.loras, prefix)
+        self.check_settings(prefix)
         if self.options.interaction is Interaction.independent and self.blend is BlendMode.generative:
             raise Unprocessable(
                 "invalid_field",
@@ -238,7 +251,7 @@ class GenerateRequest:
 
 
 @dataclass
-class ReblendRequest:
+class ReblendRequest(JobSettings):
     """Re-harmonise the blend after the foreground moved: the layers as they now lie on the canvas."""
 
     foreground_png: str = spec(
@@ -250,22 +263,12 @@ class ReblendRequest:
     foreground_prompt: str = spec(nonblank=True, max_length=MAX_PROMPT_CHARS, doc="The foreground's prompt.")
     background_prompt: str = spec(nonblank=True, max_length=MAX_PROMPT_CHARS, doc="The background's prompt.")
     kind: JobKind = spec(JobKind.reblend, const=True, doc="Always 'reblend'.")
-    blend_prompt: str = spec(
-        "", max_length=MAX_PROMPT_CHARS, doc="Prompt of the blend; empty = '<foreground>, <background>'."
-    )
-    negative_prompt: str = spec("", max_length=MAX_PROMPT_CHARS, doc="What the blend should not show.")
     strength: float = spec(
         0.5, exclusive_minimum=0.0, maximum=1.0, doc="How far the blend is re-noised: the share of steps re-run."
     )
-    steps: int = spec(25, minimum=1, maximum=MAX_STEPS, doc="Steps of a full schedule; strength x steps run.")
-    guidance: float = spec(7.0, minimum=0.0, maximum=30.0, doc="Classifier-free guidance scale for the blend.")
-    seed: Optional[int] = spec(None, minimum=0, maximum=MAX_SEED, doc="Random seed; unset = a random one.")
-    loras: List[LoraChoice] = spec(default_factory=list, max_items=MAX_LORAS, doc=LORAS_DOC)
-    options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
-    blend_layers: bool = spec(False, doc=BLEND_LAYERS_DOC)
 
     def check(self, prefix: str = "") -> None:
-        check_loras(self.loras, prefix)
+        self.check_settings(prefix)
         check_fused(self.options, prefix, "a re-blend")
         size = check_uploads([(prefix + "background_png", self.background_png, "color"),
                               (prefix + "foreground_png", self.foreground_png, "RGBA")])
@@ -290,7 +293,7 @@ class Rect:
 
 
 @dataclass
-class AddForegroundRequest:
+class AddForegroundRequest(JobSettings):
     """Generate an object into the artist's picture: a transparent foreground that belongs in the given
     background, and a blend (contact shadows, light, reflections). The background is never altered."""
 
@@ -306,19 +309,9 @@ class AddForegroundRequest:
     target: Optional[Rect] = spec(
         None, doc="Where the object goes, in the background's pixels; unset = anywhere in the image."
     )
-    blend_prompt: str = spec(
-        "", max_length=MAX_PROMPT_CHARS, doc="Prompt of the blend; empty = '<foreground>, <background>'."
-    )
-    negative_prompt: str = spec("", max_length=MAX_PROMPT_CHARS, doc="What none of the images should show.")
-    steps: int = spec(25, minimum=1, maximum=MAX_STEPS, doc="Denoising steps.")
-    guidance: float = spec(7.0, minimum=0.0, maximum=30.0, doc="Classifier-free guidance scale; <= 1 disables it.")
-    seed: Optional[int] = spec(None, minimum=0, maximum=MAX_SEED, doc="Random seed; unset = a random one.")
-    loras: List[LoraChoice] = spec(default_factory=list, max_items=MAX_LORAS, doc=LORAS_DOC)
-    options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
-    blend_layers: bool = spec(False, doc=BLEND_LAYERS_DOC)
 
     def check(self, prefix: str = "") -> None:
-        check_loras(self.loras, prefix)
+        self.check_settings(prefix)
         check_fused(self.options, prefix, "adding an object")
         if self.options.prior_mode is not PriorMode.restart:
             raise Unprocessable(
@@ -339,7 +332,7 @@ class AddForegroundRequest:
 
 
 @dataclass
-class AddBackgroundRequest:
+class AddBackgroundRequest(JobSettings):
     """Generate a background behind the artist's RGBA layer, and their blend; the layer's alpha is the
     mask and its pixels are never altered."""
 
@@ -351,19 +344,9 @@ class AddBackgroundRequest:
     foreground_prompt: str = spec(
         "", max_length=MAX_PROMPT_CHARS, doc="What the layer shows; empty = no description."
     )
-    blend_prompt: str = spec(
-        "", max_length=MAX_PROMPT_CHARS, doc="Prompt of the blend; empty = '<foreground>, <background>'."
-    )
-    negative_prompt: str = spec("", max_length=MAX_PROMPT_CHARS, doc="What none of the images should show.")
-    steps: int = spec(25, minimum=1, maximum=MAX_STEPS, doc="Denoising steps.")
-    guidance: float = spec(7.0, minimum=0.0, maximum=30.0, doc="Classifier-free guidance scale; <= 1 disables it.")
-    seed: Optional[int] = spec(None, minimum=0, maximum=MAX_SEED, doc="Random seed; unset = a random one.")
-    loras: List[LoraChoice] = spec(default_factory=list, max_items=MAX_LORAS, doc=LORAS_DOC)
-    options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
-    blend_layers: bool = spec(False, doc=BLEND_LAYERS_DOC)
 
     def check(self, prefix: str = "") -> None:
-        check_loras(self.loras, prefix)
+        self.check_settings(prefix)
         check_fused(self.options, prefix, "adding a background")
         size = check_uploads([(prefix + "foreground_png", self.foreground_png, "RGBA")])
         check_size(*size, prefix, field="foreground_png")
@@ -385,7 +368,7 @@ class LayerUpload:
 
 
 @dataclass
-class HarmonizeRequest:
+class HarmonizeRequest(JobSettings):
     """A blend of the artist's RGBA layers over their background: each layer's alpha is its mask, the
     list order is the stacking order (bottom first) and a higher layer wins where they overlap."""
 
@@ -400,22 +383,12 @@ class HarmonizeRequest:
     background_prompt: str = spec(
         "", max_length=MAX_PROMPT_CHARS, doc="What the background shows; empty = no description."
     )
-    blend_prompt: str = spec(
-        "", max_length=MAX_PROMPT_CHARS, doc="Prompt of the blend; empty = the layers' prompts joined."
-    )
-    negative_prompt: str = spec("", max_length=MAX_PROMPT_CHARS, doc="What the blend should not show.")
     strength: float = spec(
         0.5, exclusive_minimum=0.0, maximum=1.0, doc="How far the composite is re-noised: the share of steps run."
     )
-    steps: int = spec(25, minimum=1, maximum=MAX_STEPS, doc="Steps of a full schedule; strength x steps run.")
-    guidance: float = spec(7.0, minimum=0.0, maximum=30.0, doc="Classifier-free guidance scale for the blend.")
-    seed: Optional[int] = spec(None, minimum=0, maximum=MAX_SEED, doc="Random seed; unset = a random one.")
-    loras: List[LoraChoice] = spec(default_factory=list, max_items=MAX_LORAS, doc=LORAS_DOC)
-    options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
-    blend_layers: bool = spec(False, doc=BLEND_LAYERS_DOC)
 
     def check(self, prefix: str = "") -> None:
-        check_loras(self.loras, prefix)
+        self.check_settings(prefix)
         check_fused(self.options, prefix, "harmonizing")
         uploads = [(prefix + "background_png", self.background_png, "color")]
         uploads += [("%sforegrounds[%d].png" % (prefix, i), layer.png, "RGBA")

@@ -164,8 +164,9 @@ def test_schema_matches_the_dataclasses() -> None:
     assert set(schema["required"]) == {"foreground_prompt", "background_prompt", "width", "height", "kind"}
     assert schema["properties"]["kind"] == {"const": "generate", "description": "Always 'generate'."}
     assert schema["properties"]["width"]["multipleOf"] == 8
-    assert schema["properties"]["steps"] == {"type": "integer", "description": "Denoising steps.",
-                                             "minimum": 1, "maximum": 200, "default": 25}
+    assert schema["properties"]["steps"] == {
+        "type": "integer", "minimum": 1, "maximum": 200, "default": 25,
+        "description": "Denoising steps of a full schedule; a job with a strength runs strength x steps of them."}
     assert schema["properties"]["options"] == {"$ref": "#/components/schemas/MethodOptions", "description": "Method options."}
     assert refs["MethodOptions"]["properties"]["mask_source"]["enum"] == ["product", "self", "cross"]
     assert schema["additionalProperties"] is False
