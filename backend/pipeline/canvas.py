@@ -32,12 +32,13 @@ from backend.pipeline.attention import (
 from backend.pipeline.blending import BlendGroup
 from backend.pipeline.masks import LayerStack, MaskSet, hard_mask, resample
 from backend.pipeline.priors import eos_position
-from backend.pipeline.progress import CancelCheck, GenerationCancelled, StepCallback, StepInfo
+from backend.pipeline.progress import CancelCheck, StepCallback, StepInfo
+from backend.pipeline.runs import FG, LayerFusionOutput, Reporter, Run, check_cancel
 from backend.pipeline.schedulers import make_scheduler, nearest_step
 from shared.protocol import MethodOptions, PriorMode
 
 if TYPE_CHECKING:
-    from backend.pipeline.layerfusion import LayerFusionOutput, LayerFusionPipeline
+    from backend.pipeline.layerfusion import LayerFusionPipeline
 
 
 @dataclass
@@ -87,32 +88,18 @@ def _given(scheduler, latent: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
     return scheduler.add_noise(latent, noise, t[None])
 
 
-def _report(sampling: Sampling, info: StepInfo, latent: torch.Tensor) -> None:
-    if sampling.callback_on_step is not None:
-        if sampling.preview:
-            info.preview_latent = latent
-        sampling.callback_on_step(info)
-
-
-def _check_cancel(sampling: Sampling) -> None:
-    if sampling.should_cancel is not None and sampling.should_cancel():
-        raise GenerationCancelled()
-
-
 # --- harmonize (and re-blend) -------------------------------------------------------------------
 
 
 def harmonize(pipe: "LayerFusionPipeline", foregrounds: list[torch.Tensor], background: torch.Tensor,
               foreground_prompts: list[str], background_prompt: str, blend_prompt: str, *,
-              strength: float, sampling: Sampling) -> "LayerFusionOutput":
+              strength: float, sampling: Sampling) -> LayerFusionOutput:
     """A blend for given layers: ``foregrounds`` [4, H, W] RGBA bottom first, ``background`` [3, H, W].
 
     Rows: ``[FG_1 .. FG_n, BG, (BL_u,) BL_c]``, the given rows conditional and unguided. Both blend rows
     share from the conditional given rows: the unconditional pairing of a generation would carry the
     same re-noised content under the negative prompt for n + 1 more rows a step, while the blend's
     guidance comes from its own prompt pair."""
-    from backend.pipeline.layerfusion import LayerFusionOutput
-
     if not 0.0 < strength <= 1.0:
         raise ValueError("strength must be in (0, 1]")
     if not foregrounds or len(foregrounds) != len(foreground_prompts):
@@ -154,16 +141,17 @@ def harmonize(pipe: "LayerFusionPipeline", foregrounds: list[torch.Tensor], back
                        options.threshold, options.boundary_coefficient)
     state = FusionState(layout=layout, masks=masks, variant=options.attention_blend, foreground_update=False,
                         chunk=pipe.attention_chunk)
+    report = Reporter(sampling.callback_on_step, len(timesteps), sampling.preview)
     with fusion_processors(pipe.unet, state, pipe._row_deltas):
         for i, t in enumerate(timesteps):
-            _check_cancel(sampling)
+            check_cancel(sampling.should_cancel)
             given = torch.cat([_given(scheduler, fg0, noise, t), _given(scheduler, bg0, noise, t)])
             rows = torch.cat([given, latent, latent]) if guided else torch.cat([given, latent])
             model_in = scheduler.scale_model_input(rows, t)
             eps = pipe.unet(model_in, t, **cond.unet_kwargs(), return_dict=False)[0]
             eps = pipe._guide(eps[bl:bl + 1], eps[bl + 1:bl + 2], sampling.guidance_scale) if guided else eps[bl:]
             latent = scheduler.step(eps, t, latent, return_dict=False)[0]
-            _report(sampling, StepInfo(i + 1, len(timesteps), "denoise", int(t)), latent[0])
+            report(StepInfo(i + 1, len(timesteps), "denoise", int(t)), latent[0])
     blend = decoding.decode_rgb(pipe.vae, latent)[0]
     return LayerFusionOutput(blend=blend, info={"unet_steps": len(timesteps), "unet_rows": layout.rows})
 
@@ -172,13 +160,11 @@ def harmonize(pipe: "LayerFusionPipeline", foregrounds: list[torch.Tensor], back
 
 
 def add_background(pipe: "LayerFusionPipeline", foreground: torch.Tensor, foreground_prompt: str,
-                   background_prompt: str, blend_prompt: str, *, sampling: Sampling) -> "LayerFusionOutput":
+                   background_prompt: str, blend_prompt: str, *, sampling: Sampling) -> LayerFusionOutput:
     """A background and a blend for a given RGBA layer [4, H, W].
 
     Rows ``[BG_u, BL_u, FG_c, BG_c, BL_c]`` (``[FG, BG, BL]`` unguided): the given foreground serves
     both guidance halves; background and blend start from the same noise, as in a generation."""
-    from backend.pipeline.layerfusion import LayerFusionOutput
-
     options, guided = sampling.method, sampling.guided
     device, dtype = pipe._execution_device, pipe.unet.dtype
     height, width = foreground.shape[-2:]
@@ -203,16 +189,17 @@ def add_background(pipe: "LayerFusionPipeline", foreground: torch.Tensor, foregr
     masks = MaskSet(matte, latent_size, options.threshold, options.boundary_coefficient)
     state = FusionState(layout=layout, masks=masks, variant=options.attention_blend, foreground_update=False,
                         chunk=pipe.attention_chunk)
+    report = Reporter(sampling.callback_on_step, steps, sampling.preview)
     with fusion_processors(pipe.unet, state, pipe._row_deltas):
         for i, t in enumerate(scheduler.timesteps):
-            _check_cancel(sampling)
+            check_cancel(sampling.should_cancel)
             given = _given(scheduler, fg0, noise, t)
             rows = torch.cat([latents, given, latents]) if guided else torch.cat([given, latents])
             model_in = scheduler.scale_model_input(rows, t)
             eps = pipe.unet(model_in, t, **cond.unet_kwargs(), return_dict=False)[0]
             eps = pipe._guide(eps[:2], eps[3:], sampling.guidance_scale) if guided else eps[1:]
             latents = scheduler.step(eps, t, latents, return_dict=False)[0]
-            _report(sampling, StepInfo(i + 1, steps, "denoise", int(t)), latents[1])
+            report(StepInfo(i + 1, steps, "denoise", int(t)), latents[1])
     rgb = decoding.decode_rgb(pipe.vae, latents)
     return LayerFusionOutput(background=rgb[0], blend=rgb[1], info={"unet_steps": steps, "unet_rows": layout.rows})
 
@@ -222,7 +209,7 @@ def add_background(pipe: "LayerFusionPipeline", foreground: torch.Tensor, foregr
 
 def add_foreground(pipe: "LayerFusionPipeline", background: torch.Tensor, foreground_prompt: str,
                    background_prompt: str, blend_prompt: str, *, target: Optional[tuple[int, int, int, int]],
-                   sampling: Sampling, transparent_tta: bool = False) -> "LayerFusionOutput":
+                   sampling: Sampling, transparent_tta: bool = False) -> LayerFusionOutput:
     """A transparent object and a blend for a given background [3, H, W].
 
     The foreground branch is generated as in a triplet: a restart pass to the prior step reads its
@@ -231,8 +218,6 @@ def add_foreground(pipe: "LayerFusionPipeline", background: torch.Tensor, foregr
     object is kept inside it: the masks are cut to it and, after every step, the foreground's latent
     outside it is reset to the re-noised latent of a fully transparent image (as inpainting keeps its
     known region), and the decoded alpha is cut to it."""
-    from backend.pipeline.layerfusion import FG, LayerFusionOutput, _Reporter, _Run
-
     options, guided = sampling.method, sampling.guided
     if options.prior_mode is not PriorMode.restart:
         raise ValueError("adding an object reads its priors in a restart pass: use prior_mode 'restart'")
@@ -269,10 +254,10 @@ def add_foreground(pipe: "LayerFusionPipeline", background: torch.Tensor, foregr
                                       truncation=True).input_ids, pipe.tokenizer.eos_token_id)
     state = FusionState(variant=options.attention_blend, foreground_update=options.foreground_update,
                         chunk=pipe.attention_chunk, eos=eos)
-    run = _Run(encoded=encoded, time_ids=conditioning.time_ids(pipe, height, width, encoded.embeds.dtype, device),
+    run = Run(encoded=encoded, time_ids=conditioning.time_ids(pipe, height, width, encoded.embeds.dtype, device),
                options=options, steps=steps, guidance=sampling.guidance_scale, guided=guided,
                latent_size=latent_size, block=block, state=state,
-               report=_Reporter(sampling.callback_on_step, prior_index + 1 + steps, sampling.preview),
+               report=Reporter(sampling.callback_on_step, prior_index + 1 + steps, sampling.preview),
                should_cancel=sampling.should_cancel, region=region, confine=confine if target else None)
     noise = randn_tensor((1, pipe.unet.config.in_channels, *latent_size), generator=sampling.generator,
                          device=device, dtype=dtype)
@@ -290,7 +275,7 @@ def add_foreground(pipe: "LayerFusionPipeline", background: torch.Tensor, foregr
         state.layout = layout
         latents = noise.repeat(2, 1, 1, 1) * scheduler.init_noise_sigma  # [FG, BL]
         for i, t in enumerate(scheduler.timesteps):
-            _check_cancel(sampling)
+            check_cancel(sampling.should_cancel)
             given = _given(scheduler, bg0, noise, t)
             rows = torch.cat([latents, latents[:1], given, latents[1:]]) if guided else \
                 torch.cat([latents[:1], given, latents[1:]])

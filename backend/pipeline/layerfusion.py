@@ -9,8 +9,7 @@ branch. Jobs on the artist's own layers (re-blend among them) are in ``canvas.py
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -38,27 +37,13 @@ from backend.pipeline.attention import (
 from backend.pipeline.blending import BlendGroup
 from backend.pipeline.masks import LayerwiseMasks, resample, token_grid
 from backend.pipeline.priors import eos_position, minmax, structure_prior
-from backend.pipeline.progress import CancelCheck, GenerationCancelled, StepCallback, StepInfo
+from backend.pipeline.progress import CancelCheck, StepCallback, StepInfo
+from backend.pipeline.runs import BG, BL, FG, LayerFusionOutput, Reporter, Run, check_cancel
 from backend.pipeline.schedulers import make_scheduler, nearest_step
 from shared.protocol import BlendMode, ContentPrior, Interaction, MethodOptions, PriorMode
 
-FG, BG, BL = 0, 1, 2
 # Attention slicing: queries per slice (a 1024² SDXL image has 4096 at its finest attention level).
 SLICE_QUERIES = 1024
-
-
-@dataclass
-class LayerFusionOutput:
-    """Images as float tensors in [0, 1], [C, H, W]: foreground RGBA (straight alpha), background and
-    blend RGB (blend is None when the run has no blend branch or it was not asked for). ``maps``: what
-    the method saw, each [h, w] in [0, 1] on the prior grid (see ``method_maps``)."""
-
-    foreground: Optional[torch.Tensor] = None
-    background: Optional[torch.Tensor] = None
-    blend: Optional[torch.Tensor] = None
-    maps: dict[str, torch.Tensor] = field(default_factory=dict)
-    content: dict[str, torch.Tensor] = field(default_factory=dict)  # block -> c_l at the prior step
-    info: dict = field(default_factory=dict)
 
 
 def branch_layout(branches: int, guided: bool, blending: bool, prior_row: bool = False,
@@ -148,11 +133,6 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
             guided = rescale_noise_cfg(guided, text, guidance_rescale=self.cfg_rescale)
         return guided
 
-    @staticmethod
-    def _check_cancel(should_cancel: Optional[CancelCheck]) -> None:
-        if should_cancel is not None and should_cancel():
-            raise GenerationCancelled()
-
     # --- generation --------------------------------------------------------------------------------
 
     @torch.no_grad()
@@ -193,13 +173,13 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         prior_steps = prior_index + 1 if restart else 0
         eos = eos_position(self.tokenizer(foreground_prompt, max_length=self.tokenizer.model_max_length,
                                           truncation=True).input_ids, self.tokenizer.eos_token_id)
-        run = _Run(
+        run = Run(
             encoded=encoded, time_ids=conditioning.time_ids(self, height, width, encoded.embeds.dtype, device),
             options=options, steps=num_inference_steps, guidance=guidance_scale, guided=guided,
             latent_size=(height // self.vae_scale_factor, width // self.vae_scale_factor), block=block,
             state=FusionState(variant=options.attention_blend, foreground_update=options.foreground_update,
                               chunk=self.attention_chunk, eos=eos),
-            report=_Reporter(callback_on_step, prior_steps + num_inference_steps, preview),
+            report=Reporter(callback_on_step, prior_steps + num_inference_steps, preview),
             should_cancel=should_cancel)
         noise = randn_tensor((1, self.unet.config.in_channels, *run.latent_size), generator=generator,
                              device=device, dtype=self.unet.dtype)
@@ -212,7 +192,7 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
             cond = encoded.pick(run.time_ids, list(range(branches)), list(range(branches)) if guided else [])
             state.layout = self._fused_layout(run, branches)
             for i, t in enumerate(scheduler.timesteps):
-                self._check_cancel(should_cancel)
+                check_cancel(should_cancel)
                 online_prior = fused and not restart and i == prior_index
                 if online_prior:  # the FG row's attention at this step, then blending from here on
                     state.layout = branch_layout(branches, guided, blending=False, prior_row=True, content_row=True)
@@ -235,14 +215,14 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
                                  info={"prior_block": block, "prior_step": prior_index, "unet_steps": run.report.total})
 
     @staticmethod
-    def _fused_layout(run: "_Run", branches: int) -> RowLayout:
+    def _fused_layout(run: Run, branches: int) -> RowLayout:
         """The joint run's rows: blending once there are masks; with layer-wise content priors the
         conditional foreground row keeps recording each block's c_l for the next call."""
         blending = run.state.masks is not None
         return branch_layout(branches, run.guided, blending=blending,
                              content_row=blending and run.state.content is not None)
 
-    def _prior_pass(self, run: "_Run", noise: torch.Tensor, prior_index: int) -> None:
+    def _prior_pass(self, run: Run, noise: torch.Tensor, prior_index: int) -> None:
         """The foreground branch alone from z_T to the step nearest the prior timestep; the attention
         of its conditional row at that step gives the masks the full run uses from its first step."""
         scheduler = make_scheduler(run.options.sampler, self.scheduler.config)
@@ -251,7 +231,7 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         cond = run.encoded.pick(run.time_ids, [FG], [FG] if run.guided else [])
         halves = (0, 1) if run.guided else (0,)
         for i, t in enumerate(scheduler.timesteps[: prior_index + 1]):
-            self._check_cancel(run.should_cancel)
+            check_cancel(run.should_cancel)
             last = i == prior_index
             run.state.layout = RowLayout(rows=len(halves), delta_rows=halves, prior_row=halves[-1],
                                          content_row=halves[-1] if last else None)
@@ -266,7 +246,7 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         self._set_masks(run)
 
     @staticmethod
-    def _set_masks(run: "_Run") -> None:
+    def _set_masks(run: Run) -> None:
         """Priors from the prior step → the masks of the joint run (per block, or the prior block's for
         every layer) and the maps kept for the artist."""
         state, options = run.state, run.options
@@ -304,39 +284,3 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         ``canvas.Sampling`` (negative_prompt, num_inference_steps, guidance_scale, options, ...)."""
         return canvas.harmonize(self, [foreground], background, [foreground_prompt], background_prompt,
                                 blend_prompt, strength=strength, sampling=canvas.Sampling(**sampling))
-
-
-@dataclass
-class _Run:
-    """What one generation's steps share."""
-
-    encoded: conditioning.BranchPrompts
-    time_ids: torch.Tensor
-    options: MethodOptions
-    steps: int
-    guidance: float
-    guided: bool
-    latent_size: tuple[int, int]
-    block: str
-    state: FusionState
-    report: "_Reporter"
-    should_cancel: Optional[CancelCheck]
-    maps: dict[str, torch.Tensor] = field(default_factory=dict)
-    content: dict[str, torch.Tensor] = field(default_factory=dict)
-    # add_foreground: where the object may be ([h, w] on the latent grid), and what keeps the
-    # foreground's latent transparent outside it after each step.
-    region: Optional[torch.Tensor] = None
-    confine: Optional[Callable[[torch.Tensor, Any], torch.Tensor]] = None
-
-
-class _Reporter:
-    """Calls the step callback, attaching the latent to preview only when a preview was asked for."""
-
-    def __init__(self, callback: Optional[StepCallback], total: int, preview: bool) -> None:
-        self.callback, self.total, self.preview = callback, total, preview
-
-    def __call__(self, info: StepInfo, latent: torch.Tensor) -> None:
-        if self.callback is not None:
-            if self.preview:
-                info.preview_latent = latent
-            self.callback(info)
