@@ -44,6 +44,12 @@ class Unprocessable(ProtocolError):
     status = 422
 
 
+# "Not blank": some character that neither Python (str.isspace, which counts U+001C..U+001F and U+0085)
+# nor a JSON Schema validator (ECMA-262 \s, which counts U+FEFF) takes for white space. Spelled out, the
+# one pattern means the same to the server's check and to the published schema.
+NOT_BLANK = "[^\\t\\n\\v\\f\\r \\x1c-\\x1f\\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000\\ufeff]"
+
+
 def spec(
     default: Any = dataclasses.MISSING,
     *,
@@ -77,8 +83,8 @@ def spec(
         "max_length": max_length,
         "min_items": min_items,
         "max_items": max_items,
-        # JSON Schema patterns are unanchored searches; "\S" is how the schema says "not blank".
-        "pattern": r"\S" if nonblank else pattern,
+        # JSON Schema patterns are unanchored searches: one character outside NOT_BLANK's set.
+        "pattern": NOT_BLANK if nonblank else pattern,
         "nonblank": nonblank,
         "multiple_of": multiple_of,
         "allow_inf": allow_inf,
@@ -161,9 +167,9 @@ def _check_value(value: Any, tp: Any, meta: Dict[str, Any], path: str) -> Any:
         if not isinstance(value, str):
             raise ProtocolError("invalid_field", "'%s' must be a string" % path, path)
         _check_length(value, meta, path)
-        if meta.get("nonblank") and not value.strip():
+        if meta.get("nonblank") and not re.search(NOT_BLANK, value):
             raise ProtocolError("invalid_field", "'%s' must not be empty" % path, path)
-        if meta.get("pattern") and not re.search(meta["pattern"], value):
+        if meta.get("pattern") and not meta.get("nonblank") and not re.search(meta["pattern"], value):
             raise ProtocolError("invalid_field", "'%s' has an invalid format" % path, path)
         return value
     if typing.get_origin(tp) in (dict, Dict):

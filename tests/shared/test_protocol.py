@@ -212,3 +212,22 @@ def test_boundary_coefficient_takes_inf_and_round_trips() -> None:
     assert parse_job_request(to_json(req)) == req
     schema = json_schema(type(req.options), {})["properties"]["boundary_coefficient"]
     assert {"const": "inf"} in schema["anyOf"] and schema["anyOf"][0]["exclusiveMinimum"] == 0.0
+
+
+def test_not_blank_means_the_same_to_the_server_and_to_the_schema() -> None:
+    """A fuzzer found "\\x1e" (blank to Python's str.strip, not to the schema's ECMA "\\S"): the one
+    character class now decides on both sides."""
+    import jsonschema_rs
+
+    from shared.protocol import LoraChoice
+
+    refs: dict = {}
+    validate = jsonschema_rs.validator_for(json_schema(LoraChoice, refs)["properties"]["name"])
+    for text in ["\x1e", "\x1c\x1f", "\x85", "\ufeff", "\u3000 ", " \t\n", "\u180e", "x", " a ", "\u00df"]:
+        try:
+            parse(LoraChoice, {"name": text})
+            accepted = True
+        except ProtocolError:
+            accepted = False
+        assert accepted == validate.is_valid(text), repr(text)
+    assert not validate.is_valid("\x1e") and validate.is_valid("\u180e")
