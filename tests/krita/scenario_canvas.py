@@ -4,9 +4,9 @@ The result images are PNGs made here (the server's share is tested elsewhere); t
 plugin's own decoding (pixels.decode_triplet) and the document side (canvas_layers.py) into painted
 documents. Started by test_krita_canvas.py like scenario_layers.py: config in, facts file out.
 """
-import json
 import os
-import traceback
+
+from scenario_report import report
 
 W, H = 160, 128
 
@@ -286,13 +286,4 @@ def run(cfg, facts):
 
 
 def __main__(args):
-    with open(os.environ["LF_SCENARIO_CONFIG"]) as handle:
-        cfg = json.load(handle)
-    facts = {}
-    try:
-        run(cfg, facts)
-        facts["ok"] = True
-    except Exception:
-        facts["error"] = traceback.format_exc()
-    with open(cfg["result"], "w") as handle:
-        json.dump(facts, handle, indent=1)
+    report(run)

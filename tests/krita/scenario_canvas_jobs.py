@@ -3,12 +3,10 @@ tiny backend into painted documents, then a re-blend of the added object.
 
 Started by test_krita_canvas.py like scenario_layers.py: config in, facts file out.
 """
-import json
-import os
-import traceback
 
 from scenario_canvas import artist_state, painted, tree
 from scenario_layers import spin
+from scenario_report import report
 
 
 def run(cfg, facts):
@@ -86,13 +84,4 @@ def run(cfg, facts):
 
 
 def __main__(args):
-    with open(os.environ["LF_SCENARIO_CONFIG"]) as handle:
-        cfg = json.load(handle)
-    facts = {}
-    try:
-        run(cfg, facts)
-        facts["ok"] = True
-    except Exception:
-        facts["error"] = traceback.format_exc()
-    with open(cfg["result"], "w") as handle:
-        json.dump(facts, handle, indent=1)
+    report(run)

@@ -7,7 +7,8 @@ shows up as missing facts plus the traceback.
 import json
 import os
 import time
-import traceback
+
+from scenario_report import report
 
 
 def spin(condition, limit=900.0):  # a hang guard only: a loaded machine runs jobs slowly
@@ -201,13 +202,4 @@ def run(cfg, facts):
 
 
 def __main__(args):
-    with open(os.environ["LF_SCENARIO_CONFIG"]) as handle:
-        cfg = json.load(handle)
-    facts = {}
-    try:
-        run(cfg, facts)
-        facts["ok"] = True
-    except Exception:
-        facts["error"] = traceback.format_exc()
-    with open(cfg["result"], "w") as handle:
-        json.dump(facts, handle, indent=1)
+    report(run)

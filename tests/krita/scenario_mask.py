@@ -3,11 +3,9 @@
 Started by test_krita_mask.py like scenario_layers.py: a JSON config named by LF_SCENARIO_CONFIG in,
 a facts file out; the assertions live in the test.
 """
-import json
-import os
-import traceback
 
 from scenario_layers import bgra, spin
+from scenario_report import report
 
 
 def grey_of(image):
@@ -151,13 +149,4 @@ def run(cfg, facts):
 
 
 def __main__(args):
-    with open(os.environ["LF_SCENARIO_CONFIG"]) as handle:
-        cfg = json.load(handle)
-    facts = {}
-    try:
-        run(cfg, facts)
-        facts["ok"] = True
-    except Exception:
-        facts["error"] = traceback.format_exc()
-    with open(cfg["result"], "w") as handle:
-        json.dump(facts, handle, indent=1)
+    report(run)
