@@ -1,12 +1,16 @@
-"""The Krita side of the canvas jobs: reading the artist's layers, and placing the results around them.
+"""The Krita side of the canvas jobs: reading the artist's layers, and placing the results over them.
 
-The artist's layers are only read, never written, moved or re-parented. What a job brings goes in as
-new nodes built completely (pixels, blend modes, names) before the first one is inserted; if an
-insertion fails, the ones already in are removed again.
+The artist's layers are only read, never written, moved or re-parented. Every result goes in as one
+new group, built completely (pixels, blend modes, names) while detached and then added once: one
+undo step, and nothing half-inserted when that fails. Krita 5.1 has no undo macro, so where the
+result has to wrap around an artist's layer (a Background beneath it, a Blend or light over it), the
+group holds a *clone layer* of it instead: the clone shows that layer as it is and as it changes, the
+layer itself stays where it was, under the group. Hiding the group shows the document as it was.
 
-- *Add object as layer*: one group on top of the layer stack, one undo step::
+- *Add object as layer*: on top of the layer stack, over the canvas (pass-through with "Blend as
+  layers", so Shadows and Light act on the canvas beneath)::
 
-      LayerFusion object: <prompt> · seed N      (pass-through when the blend comes as layers)
+      LayerFusion object: <prompt> · seed N
         Shadows  (multiply)      | only with
         Light    (screen)        | "Blend as layers"
         Object   (group)         |
@@ -15,21 +19,21 @@ insertion fails, the ones already in are removed again.
           Foreground light   (screen, inherit alpha)
         Blend                    (hidden when the blend comes as layers)
 
-  Without "Blend as layers" the group holds just Foreground and Blend. It is recorded like a
-  generated group (layers.py), so Regenerate blend and Select foreground find it; its re-blend reads
-  the canvas beneath the group as it is then.
-- *Generate background for layer*: "Background" directly beneath the artist's layer and "Blend"
-  directly above it (two insertions, two undo steps). With "Blend as layers" they are a group
-  "LayerFusion background" (Background, Shadows, Light) beneath and a pass-through group "LayerFusion
-  blend" (Foreground shadows, Foreground light, hidden Blend) above.
-- *Harmonize selected layers*: "Blend" directly above the top selected layer. With "Blend as layers":
-  a pass-through group "LayerFusion light" (Shadows, Light) directly above the background, and above
-  each selected layer a pass-through group "LayerFusion light: <layer>" with its Foreground shadows and
-  light (the top one also holding the hidden Blend): one undo step per insertion.
+  Without "Blend as layers" the group holds just Foreground and Blend. Its re-blend reads the canvas
+  beneath the group as it is then.
+- *Generate background for layer*: directly over the artist's layer, "LayerFusion background:
+  <prompt> · seed N" holding Background, (Shadows, Light,) a clone of the layer (in "Object" with
+  its light pair when split) and Blend: the shape of a generated group, so moving the clone and
+  Regenerate blend work as there.
+- *Harmonize selected layers*: "Blend" directly above the top selected layer. With "Blend as layers"
+  the light splits around every layer, so one group "LayerFusion harmonized · seed N" over the top
+  layer rebuilds the stack: the background (a clone of the selected background layer, or the canvas
+  beneath as it was harmonized, "Canvas beneath"), Shadows, Light, clones of the layers in "Object"
+  with the light pair clipped to them, and the hidden Blend. Unselected layers between the selected
+  ones are covered by it.
 
-The artist's layers cannot be moved into a group of ours, so where the foreground pair goes next to
-an artist's layer (the last two kinds) it is not clipped with inherit alpha but carries that layer's
-alpha, copied when the result arrives.
+Add object and Generate background groups (and a harmonized group of one layer) are recorded like
+generated ones (layers.py), so Regenerate blend and Select foreground find them.
 """
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -44,7 +48,7 @@ from .canvas_jobs import (
     layer_window,
     object_window,
 )
-from .layers import children, read_records, uid, write_records
+from .layers import children, layer_pixels, read_records, uid, write_records
 from .qt import QByteArray
 from .targets import UserError
 
@@ -115,25 +119,9 @@ def selection_box(doc: Any) -> Optional[Box]:
 
 
 def facts_of(node: Any, box: Box, index: int) -> LayerFacts:
-    alpha = bytes(node.pixelData(*box))[3::4] if node.type() == "paintlayer" else b""
+    alpha = layer_pixels(node, box)[3::4] if node.type() == "paintlayer" else b""
     return LayerFacts(node, node.name(), node.type(), index, alpha.count(0) != len(alpha),
                       alpha.count(255) != len(alpha))
-
-
-def slot_below(node: Any) -> Tuple[Any, Any]:
-    """(parent, sibling) such that ``parent.addChildNode(x, sibling)`` puts x directly beneath ``node``
-    (or beneath the group holding it, where it is the lowest of its group)."""
-    walk = node
-    while True:
-        parent = walk.parentNode()
-        siblings = children(parent)
-        index = [uid(n) for n in siblings].index(uid(walk))
-        if index > 0:
-            return parent, siblings[index - 1]
-        if parent.parentNode() is None:
-            raise UserError("“%s” is the lowest layer: Krita's scripting cannot insert beneath it. Add any "
-                            "layer beneath it first (the new Background goes above that one)." % node.name())
-        walk = parent
 
 
 def selected_nodes(doc: Any) -> List[Any]:
@@ -157,23 +145,54 @@ def _layer(doc: Any, name: str, data: bytes, box: Box, mode: str = "normal", vis
     return node
 
 
-def _with_alpha(data: bytes, alpha: bytes) -> bytes:
-    out = bytearray(data)
-    out[3::4] = alpha
-    return bytes(out)
+def _clone(doc: Any, source: Any) -> Any:
+    """A clone layer of the artist's ``source``: it shows that layer as it is now and as it changes
+    (painted on, moved), and moves on its own when moved itself; the source is never touched."""
+    return doc.createCloneLayer("%s (clone)" % source.name(), source)
 
 
-def _insert_all(placements: Sequence[Tuple[Any, Any, Any]]) -> None:
-    """(parent, node, sibling-beneath-it) in order; all or none."""
-    done: List[Any] = []
-    try:
-        for parent, node, beneath in placements:
-            parent.addChildNode(node, beneath)
-            done.append(node)
-    except Exception:
-        for node in reversed(done):
-            node.remove()
-        raise
+def _result_group(doc: Any, name: str, layers: Dict[str, bytes], box: Box, split: bool,
+                  foregrounds: Sequence[Any], background: Optional[Any] = None) -> Tuple[Any, Dict[str, str]]:
+    """One detached group holding a canvas job's result over ``background`` (a node, or None where
+    the group lies over the artist's canvas) and ``foregrounds`` (nodes, bottom first)::
+
+        <name>
+          background             (if given)
+          Shadows  (multiply)    | with "Blend as layers"
+          Light    (screen)      |
+          Object   (group)       | the foregrounds in a sub-group, so inherit alpha
+            <foregrounds>        | clips the pair to all of them at once
+            Foreground shadows (multiply, inherit alpha)
+            Foreground light   (screen, inherit alpha)
+          Blend                  (hidden with "Blend as layers")
+
+    Returns the group and the recorded ids by role ("foreground" is the lowest foreground)."""
+    group = doc.createGroupLayer(name)
+    ids: Dict[str, str] = {}
+    if background is not None:
+        group.addChildNode(background, None)
+        ids["background"] = uid(background)
+    holder = group
+    if split:
+        for role, title, mode in BLEND_LIGHT:
+            node = _layer(doc, title, layers[role], box, mode)
+            group.addChildNode(node, None)
+            ids[role] = uid(node)
+        holder = doc.createGroupLayer("Object")
+    for node in foregrounds:
+        holder.addChildNode(node, None)
+    ids["foreground"] = uid(foregrounds[0])
+    if split:
+        for role, title, mode in FOREGROUND_LIGHT:
+            node = _layer(doc, title, layers[role], box, mode, inherit=True)
+            holder.addChildNode(node, None)
+            ids[role] = uid(node)
+        group.addChildNode(holder, None)
+        ids["object"] = uid(holder)
+    blend = _layer(doc, "Blend", layers["blend"], box, visible=not split)
+    group.addChildNode(blend, None)
+    ids["blend"] = uid(blend)
+    return group, ids
 
 
 def _seed(params: Dict[str, Any]) -> str:
@@ -209,8 +228,7 @@ class CanvasDocuments:
             problem = foreground_problem(facts)
             if problem:
                 raise UserError(problem)
-            slot_below(picked[0])  # refuse now, not when the result arrives
-            data = bytes(picked[0].pixelData(*window.box))
+            data = layer_pixels(picked[0], window.box)
             return CanvasSource(kind, doc, window, [("foreground", data, True, facts.name)], picked[0], blend_layers)
         facts = [facts_of(n, window.box, order.get(uid(n), 0)) for n in picked]
         beneath: Optional[bytes] = None
@@ -218,9 +236,9 @@ class CanvasDocuments:
         if lowest is not None and lowest.has_transparent and lowest.node_type == "paintlayer":
             beneath = pixels_beneath(doc, lowest.key, window.box)
         plan = harmonize_plan(facts, beneath is not None and beneath[3::4].count(0) != len(beneath) // 4)
-        background = beneath if plan.background is None else bytes(plan.background.key.pixelData(*window.box))
+        background = beneath if plan.background is None else layer_pixels(plan.background.key, window.box)
         uploads = [("background", background or b"", False, "")]
-        uploads += [("foreground", bytes(f.key.pixelData(*window.box)), True, f.name) for f in plan.foregrounds]
+        uploads += [("foreground", layer_pixels(f.key, window.box), True, f.name) for f in plan.foregrounds]
         return CanvasSource(kind, doc, window, uploads, plan, blend_layers)
 
     def insert_canvas(self, source: CanvasSource, layers: Dict[str, bytes], params: Dict[str, Any],
@@ -243,102 +261,71 @@ class CanvasDocuments:
 
     def _insert_object(self, source: CanvasSource, layers: Dict[str, bytes], params: Dict[str, Any],
                        job_id: str) -> Any:
-        doc, w, split = source.document, source.window, source.blend_layers
-        box = w.box
-        group = doc.createGroupLayer("LayerFusion object: %s · seed %s" % (_short(params.get("foreground_prompt")),
-                                                                          _seed(params)))
-        ids: Dict[str, str] = {}
-        holder = group
-        if split:
-            group.setPassThroughMode(True)  # Shadows and Light act on the canvas beneath the group
-            for role, name, mode in BLEND_LIGHT:
-                node = _layer(doc, name, layers[role], box, mode)
-                group.addChildNode(node, None)
-                ids[role] = uid(node)
-            holder = doc.createGroupLayer("Object")  # the clipping group: inherit alpha clips to the Foreground
+        doc, box = source.document, source.window.box
         fg = _layer(doc, "Foreground", layers["foreground"], box)
-        holder.addChildNode(fg, None)
-        ids["foreground"] = uid(fg)
-        if split:
-            for role, name, mode in FOREGROUND_LIGHT:
-                node = _layer(doc, name, layers[role], box, mode, inherit=True)
-                holder.addChildNode(node, None)
-                ids[role] = uid(node)
-            group.addChildNode(holder, None)
-            ids["object"] = uid(holder)
-        blend = _layer(doc, "Blend", layers["blend"], box, visible=not split)
-        group.addChildNode(blend, None)
-        ids["blend"] = uid(blend)
-        records = read_records(doc)
-        before = dict(records)
-        records[uid(group)] = {"kind": "add_foreground", "job_id": job_id, "params": params, "rect": list(box),
-                               "generation_size": [w.gen_width, w.gen_height], "layers": ids}
-        try:
-            write_records(doc, records)
-            doc.rootNode().addChildNode(group, None)  # on top: over everything the canvas showed
-        except Exception:
-            write_records(doc, before)
-            if group.parentNode() is not None:
-                group.remove()
-            raise
+        group, ids = _result_group(doc, "LayerFusion object: %s · seed %s"
+                                   % (_short(params.get("foreground_prompt")), _seed(params)),
+                                   layers, box, source.blend_layers, [fg])
+        if source.blend_layers:
+            group.setPassThroughMode(True)  # Shadows and Light act on the canvas beneath the group
+        self._add_recorded(source, group, ids, params, job_id, doc.rootNode(), None)  # on top of everything
         doc.setActiveNode(fg)
         return [group]
-
-    def _foreground_pair(self, doc: Any, layers: Dict[str, bytes], box: Box, node: Any) -> List[Any]:
-        alpha = bytes(node.pixelData(*box))[3::4]
-        return [_layer(doc, name, _with_alpha(layers[role], alpha), box, mode) for role, name, mode in FOREGROUND_LIGHT]
 
     def _insert_background(self, source: CanvasSource, layers: Dict[str, bytes], params: Dict[str, Any],
                            job_id: str) -> Any:
         doc, box, node = source.document, source.window.box, source.anchor
         if node.parentNode() is None:
             raise UserError("The layer “%s” was deleted while its background was made." % node.name())
-        parent, beneath = slot_below(node)
-        split = source.blend_layers
-        background = _layer(doc, "Background", layers["background"], box)
-        blend = _layer(doc, "Blend", layers["blend"], box, visible=not split)
-        under, over = background, blend
-        if split:
-            under = doc.createGroupLayer("LayerFusion background: %s · seed %s"
-                                         % (_short(params.get("background_prompt")), _seed(params)))
-            under.addChildNode(background, None)
-            for role, name, mode in BLEND_LIGHT:
-                under.addChildNode(_layer(doc, name, layers[role], box, mode), None)
-            over = doc.createGroupLayer("LayerFusion blend")
-            over.setPassThroughMode(True)
-            for pair in self._foreground_pair(doc, layers, box, node):
-                over.addChildNode(pair, None)
-            over.addChildNode(blend, None)
-        _insert_all([(parent, under, beneath), (node.parentNode(), over, node)])
-        return [under, over]
+        fg = _clone(doc, node)
+        group, ids = _result_group(doc, "LayerFusion background: %s · seed %s"
+                                   % (_short(params.get("background_prompt")), _seed(params)),
+                                   layers, box, source.blend_layers, [fg],
+                                   _layer(doc, "Background", layers["background"], box))
+        self._add_recorded(source, group, ids, params, job_id, node.parentNode(), node)
+        doc.setActiveNode(fg)  # moving it and re-blending works as in a generated group
+        return [group]
 
     def _insert_harmonized(self, source: CanvasSource, layers: Dict[str, bytes], params: Dict[str, Any],
                            job_id: str) -> Any:
         doc, box, plan = source.document, source.window.box, source.anchor
-        fgs = [f.key for f in plan.foregrounds]
-        if any(n.parentNode() is None for n in fgs):
+        nodes = [f.key for f in plan.foregrounds]
+        if any(n.parentNode() is None for n in nodes) or (
+                plan.background is not None and plan.background.key.parentNode() is None):
             raise UserError("A selected layer was deleted while harmonizing.")
-        top = fgs[-1]
-        blend = _layer(doc, "Blend", layers["blend"], box, visible=not source.blend_layers)
+        top = nodes[-1]
         if not source.blend_layers:
-            _insert_all([(top.parentNode(), blend, top)])
+            blend = _layer(doc, "Blend", layers["blend"], box)
+            top.parentNode().addChildNode(blend, top)
             return [blend]
-        light = doc.createGroupLayer("LayerFusion light")
-        light.setPassThroughMode(True)
-        for role, name, mode in BLEND_LIGHT:
-            light.addChildNode(_layer(doc, name, layers[role], box, mode), None)
-        if plan.background is not None:  # directly over the background layer
-            parent, beneath = plan.background.key.parentNode(), plan.background.key
-        else:  # directly beneath the lowest selected layer, over what lies there
-            parent, beneath = slot_below(plan.lowest.key)
-        placements = [(parent, light, beneath)]
-        for node in fgs:
-            pair = doc.createGroupLayer("LayerFusion light: %s" % _short(node.name()))
-            pair.setPassThroughMode(True)
-            for layer in self._foreground_pair(doc, layers, box, node):
-                pair.addChildNode(layer, None)
-            if uid(node) == uid(top):
-                pair.addChildNode(blend, None)
-            placements.append((node.parentNode(), pair, node))
-        _insert_all(placements)
-        return [p[1] for p in placements]
+        # The light splits around each layer: the whole stack is rebuilt in one group over the top
+        # layer, from clones of the artist's layers, so it goes in (and out) in one step.
+        if plan.background is not None:
+            background = _clone(doc, plan.background.key)
+        else:  # what lay beneath, as it was harmonized
+            background = _layer(doc, "Canvas beneath", source.uploads[0][1], box)
+        group, ids = _result_group(doc, "LayerFusion harmonized · seed %s" % _seed(params), layers, box, True,
+                                   [_clone(doc, n) for n in nodes], background)
+        if len(nodes) > 1:  # a re-blend takes one foreground: only a single layer's group is recorded
+            top.parentNode().addChildNode(group, top)
+        else:
+            self._add_recorded(source, group, ids, params, job_id, top.parentNode(), top)
+        return [group]
+
+    def _add_recorded(self, source: CanvasSource, group: Any, ids: Dict[str, str], params: Dict[str, Any],
+                      job_id: str, parent: Any, beneath: Any) -> None:
+        """Insert ``group`` (one undo step) and record it like a generated group, so Regenerate blend
+        and Select foreground find it; on failure neither stays."""
+        doc, w = source.document, source.window
+        records = read_records(doc)
+        before = dict(records)
+        records[uid(group)] = {"kind": source.kind, "job_id": job_id, "params": params, "rect": list(w.box),
+                               "generation_size": [w.gen_width, w.gen_height], "layers": ids}
+        try:
+            write_records(doc, records)
+            parent.addChildNode(group, beneath)
+        except Exception:
+            write_records(doc, before)
+            if group.parentNode() is not None:
+                group.remove()
+            raise

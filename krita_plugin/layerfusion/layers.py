@@ -6,7 +6,7 @@ macro, but a detached group layer filled with its children and then added once i
 step (KRITA.md) — that is how the triplet goes in, and why nothing is half-inserted on failure.
 """
 import json
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from krita import Krita, Selection  # type: ignore[import-not-found]
 
@@ -42,6 +42,14 @@ def read_records(doc: Any) -> Dict[str, Any]:
 def write_records(doc: Any, groups: Dict[str, Any]) -> None:
     payload = json.dumps({"version": 1, "groups": groups}).encode("utf-8")
     doc.setAnnotation(ANNOTATION, "LayerFusion generation parameters", QByteArray(payload))
+
+
+def layer_pixels(node: Any, box: Tuple[int, int, int, int]) -> bytes:
+    """A layer's pixels over ``box`` (image coordinates, whatever its offset: the layer as it lies).
+    A clone layer has no pixels of its own: what it shows is its projection."""
+    if node.type() == "clonelayer":
+        return bytes(node.projectionPixelData(*box))
+    return bytes(node.pixelData(*box))
 
 
 def children(node: Any) -> List[Any]:
@@ -205,7 +213,7 @@ class KritaDocuments:
         if doc.colorModel() != "RGBA" or doc.colorDepth() != "U8":
             raise UserError("Select foreground needs an 8-bit RGBA document.")
         b = node.bounds().intersected(QRect(0, 0, doc.width(), doc.height()))
-        alpha = bytes(node.pixelData(b.x(), b.y(), b.width(), b.height()))[3::4] if not b.isEmpty() else b""
+        alpha = layer_pixels(node, (b.x(), b.y(), b.width(), b.height()))[3::4] if not b.isEmpty() else b""
         if not any(alpha):
             raise UserError("The layer “%s” has no visible pixels on the canvas to select." % node.name())
         selection = Selection()

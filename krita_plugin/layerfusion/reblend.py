@@ -9,7 +9,17 @@ from typing import Any, Dict, Optional, Tuple
 
 from .canvas_layers import CanvasDocuments, pixels_beneath
 from .controller import Controller
-from .layers import KritaDocuments, by_uid, children, find_group, member, read_records, uid, write_records
+from .layers import (
+    KritaDocuments,
+    by_uid,
+    children,
+    find_group,
+    layer_pixels,
+    member,
+    read_records,
+    uid,
+    write_records,
+)
 from .qt import QByteArray, QObject, QTimer
 from .targets import MASK, ReblendSource, Target, UserError
 
@@ -29,10 +39,9 @@ def read_source(doc: Any, group: Any) -> ReblendSource:
     x, y, w, h = record["rect"]
     gen_w, gen_h = record["generation_size"]
     target = Target(doc, x, y, w, h, gen_w, gen_h)
-    # pixelData takes image coordinates whatever the layer's offset: this is the layer as it lies.
-    foreground = bytes(fg.pixelData(x, y, w, h))
+    foreground = layer_pixels(fg, (x, y, w, h))
     # An added object's background is what lies beneath its group now, the artist's edits included.
-    background = pixels_beneath(doc, group, (x, y, w, h)) if bg is None else bytes(bg.pixelData(x, y, w, h))
+    background = pixels_beneath(doc, group, (x, y, w, h)) if bg is None else layer_pixels(bg, (x, y, w, h))
     return ReblendSource(doc, uid(group), target, foreground, background, dict(record.get("params", {})))
 
 

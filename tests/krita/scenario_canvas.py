@@ -99,6 +99,18 @@ def tree(parent, depth=0):
     return out
 
 
+def ids(doc):
+    return {n.uniqueId().toString() for n in [doc.rootNode(), *walk(doc.rootNode())]}
+
+
+def new_roots(doc, before):
+    """The nodes that came in, as [name, parent's name] of those whose parent was there before: what
+    was added to the live tree (one entry: one insertion, one undo step)."""
+    return [[n.name(), n.parentNode().name()] for n in walk(doc.rootNode())
+            if n.uniqueId().toString() not in before
+            and n.parentNode().uniqueId().toString() in before]
+
+
 def png(w, h, fn, alpha=True):
     """A PNG the way the server sends one: RGBA for a foreground, RGB for the rest."""
     from PyQt5.QtGui import QImage
@@ -133,8 +145,20 @@ def results(source, fg_fn=None, with_light=False):
     return decode_triplet(images, w.width, w.height)
 
 
+def reblend_reads(doc):
+    """What Regenerate blend would send for the document's recorded group (None: there is none)."""
+    from layerfusion.layers import find_group
+    from layerfusion.reblend import read_source
+
+    group = find_group(doc)
+    if group is None:
+        return None
+    source = read_source(doc, group)
+    return [source.foreground, source.background, source.target.width, source.target.height]
+
+
 def saved_and_reopened(app, doc, path, facts, key):
-    before_tree, before_art = tree(doc.rootNode()), artist_state(doc)
+    before_tree, before_art, before_reads = tree(doc.rootNode()), artist_state(doc), reblend_reads(doc)
     doc.setBatchmode(True)
     facts[key + "_saved"] = bool(doc.saveAs(path))
     doc.close()
@@ -143,6 +167,7 @@ def saved_and_reopened(app, doc, path, facts, key):
     again.lf_artist = doc.lf_artist
     facts[key + "_reopened_same_tree"] = tree(again.rootNode()) == before_tree
     facts[key + "_reopened_same_artist"] = artist_state(again) == before_art
+    facts[key + "_reopened_reblend_reads"] = [before_reads is not None, reblend_reads(again) == before_reads]
     return again
 
 
@@ -229,13 +254,23 @@ def run(cfg, facts):
     src = side.canvas_source("add_background", W * H, True, [cat])
     facts["bg_upload_is_layer"] = src.uploads[0][1] == bytes(cat.pixelData(0, 0, W, H)) and src.uploads[0][2]
     layers = results(src, with_light=True)
+    before = ids(doc)
     side.insert_canvas(src, layers, {"seed": 5, "background_prompt": "a meadow"}, "job-bg")
     doc.waitForDone()
+    facts["bg_new_roots"] = new_roots(doc, before)
     facts["bg_tree"] = tree(doc.rootNode())
-    over = [n for n in doc.rootNode().childNodes() if n.name() == "LayerFusion blend"][0]
-    pair = [n for n in over.childNodes() if n.name() == "Foreground shadows"][0]
-    facts["bg_pair_alpha_is_cat"] = bytes(pair.pixelData(0, 0, W, H))[3::4] == bytes(cat.pixelData(0, 0, W, H))[3::4]
+    group = find_group(doc)
+    clone = member(doc, group, "foreground")
+    facts["bg_clone_shows_cat"] = clone.projectionPixelData(0, 0, W, H) == cat.pixelData(0, 0, W, H)
     facts["bg_artist_untouched"] = artist_state(doc) == art
+    # The pair is clipped to the clone: outside the cat, Background x Shadows (128) and Light (black).
+    doc.refreshProjection()
+    doc.waitForDone()
+    shown = bytes(doc.pixelData(0, 0, W, H))
+    facts["bg_outside"] = [pixel(shown, 150, 5), [round(c * 128 / 255) for c in (10, 100, 250)]]
+    source = read_source(doc, group)
+    facts["bg_reblend_reads"] = [source.foreground == bytes(cat.pixelData(0, 0, W, H)),
+                                 source.background == layers["background"]]
     saved_and_reopened(app, doc, os.path.join(work, "background.kra"), facts, "bg").close()
 
     doc = painted(app, "background-plain")
@@ -243,7 +278,17 @@ def run(cfg, facts):
     cat = [n for n in doc.rootNode().childNodes() if n.name() == "cat"][0]
     src = side.canvas_source("add_background", W * H, False, [cat])
     side.insert_canvas(src, results(src), {"seed": 6}, "job-bg2")
+    group = find_group(doc)
     facts["bg_plain_top_level"] = [n.name() for n in doc.rootNode().childNodes()]
+    facts["bg_plain_tree"] = [row[1:3] for row in tree(group)]
+    # The artist paints on the cat after the job: the clone shows it; moving the clone moves the object.
+    paint(doc, "", disc(64, 64, 20, (0, 0, 255)), cat)
+    clone = member(doc, group, "foreground")
+    clone.move(16, 0)
+    doc.refreshProjection()
+    doc.waitForDone()
+    moved = read_source(doc, group).foreground
+    facts["bg_clone_follows_and_moves"] = [pixel(moved, 64 + 16, 64)[:3], pixel(moved, 50, 64)[3]]
     lowest = [n for n in doc.rootNode().childNodes()][0]
     try:
         side.canvas_source("add_background", W * H, False, [lowest])
@@ -259,11 +304,19 @@ def run(cfg, facts):
     nodes = {n.name(): n for n in doc.rootNode().childNodes()}
     canvas_below = bytes(nodes["Background"].pixelData(0, 0, W, H))
     src = side.canvas_source("harmonize", W * H, True, [nodes["cup"], nodes["cat"]])
+    before = ids(doc)
     facts["harm_roles"] = [[role, alpha, name] for role, _d, alpha, name in src.uploads]
     facts["harm_bg_is_beneath"] = src.uploads[0][1] == canvas_below
     facts["harm_visibility_restored"] = all(n.visible() for n in walk(doc.rootNode()))
     side.insert_canvas(src, results(src, with_light=True), {"seed": 7}, "job-h")
     doc.waitForDone()
+    facts["harm_new_roots"] = new_roots(doc, before)
+    holder = [n for n in walk(doc.rootNode()) if n.name() == "Object"][0]
+    facts["harm_clones_show_layers"] = [
+        c.projectionPixelData(0, 0, W, H) == nodes[c.name().split(" ")[0]].pixelData(0, 0, W, H)
+        for c in holder.childNodes() if c.type() == "clonelayer"]
+    facts["harm_canvas_beneath"] = bytes([n for n in walk(doc.rootNode()) if n.name() == "Canvas beneath"][0]
+                                         .pixelData(0, 0, W, H)) == canvas_below
     facts["harm_tree"] = tree(doc.rootNode())
     facts["harm_artist_untouched"] = artist_state(doc) == art
     saved_and_reopened(app, doc, os.path.join(work, "harmonize.kra"), facts, "harm").close()
@@ -274,7 +327,9 @@ def run(cfg, facts):
     src = side.canvas_source("harmonize", W * H, False, [nodes["cat"], nodes["Background"]])
     facts["harm_opaque_roles"] = [[role, name] for role, _d, _a, name in src.uploads]
     facts["harm_opaque_bg_is_layer"] = src.uploads[0][1] == bytes(nodes["Background"].pixelData(0, 0, W, H))
+    before = ids(doc)
     side.insert_canvas(src, results(src), {"seed": 8}, "job-h2")
+    facts["harm_plain_new_roots"] = new_roots(doc, before)
     facts["harm_plain_top_level"] = [n.name() for n in doc.rootNode().childNodes()]
     try:
         side.insert_canvas(src, {}, {"seed": 9}, "job-broken")

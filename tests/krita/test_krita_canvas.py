@@ -69,31 +69,57 @@ def test_object_light_layers_composite_as_specified(facts):
     assert all(abs(a - b) <= 1 for a, b in zip(facts["light_on_object"][:3], [64, 255, 64]))
 
 
-def test_background_goes_beneath_the_layer_and_blend_above(facts):
+def clone(depth, name):
+    return [depth, name, "clonelayer", "normal", True, False, None]
+
+
+def test_background_goes_in_as_one_group_over_the_layer(facts):
     assert facts["bg_upload_is_layer"]
-    tree = facts["bg_tree"]
-    names = [(d, n) for d, n, *_ in tree]
-    assert names == [(0, "Background"), (0, "LayerFusion background: a meadow · seed 5"), (1, "Background"),
-                     (1, "Shadows"), (1, "Light"), (0, "cat"), (0, "LayerFusion blend"),
-                     (1, "Foreground shadows"), (1, "Foreground light"), (1, "Blend"), (0, "cup")]
-    assert tree[3][3] == "multiply" and tree[4][3] == "screen"
-    assert tree[6][6] is True  # the blend group passes through
-    assert tree[7][3] == "multiply" and tree[8][3] == "screen" and not tree[9][4]  # Blend hidden
-    assert facts["bg_pair_alpha_is_cat"]  # the pair carries the layer's alpha
+    assert [name for name, _parent in facts["bg_new_roots"]] == ["LayerFusion background: a meadow · seed 5"]
+    assert facts["bg_tree"] == [
+        layer(0, "Background"), layer(0, "cat"),
+        group(0, "LayerFusion background: a meadow · seed 5", False),
+        layer(1, "Background"), layer(1, "Shadows", "multiply"), layer(1, "Light", "screen"),
+        group(1, "Object", False),
+        clone(2, "cat (clone)"), layer(2, "Foreground shadows", "multiply", inherit=True),
+        layer(2, "Foreground light", "screen", inherit=True),
+        layer(1, "Blend", visible=False),
+        layer(0, "cup"),
+    ]
+    assert facts["bg_clone_shows_cat"]  # the artist's pixels, bit-identical
     assert facts["bg_artist_untouched"]
-    assert facts["bg_plain_top_level"] == ["Background", "Background", "cat", "Blend", "cup"]
+    shown, expected = facts["bg_outside"]
+    assert all(abs(a - b) <= 1 for a, b in zip(shown[:3], expected))  # the pair clipped to the cat's alpha
+    assert facts["bg_reblend_reads"] == [True, True]  # recorded: Regenerate blend reads clone and Background
+
+
+def test_background_plain_is_a_generated_groups_shape_and_follows_the_layer(facts):
+    top = facts["bg_plain_top_level"]
+    assert top[:2] == ["Background", "cat"] and top[2].startswith("LayerFusion background:") and top[3] == "cup"
+    assert facts["bg_plain_tree"] == [["Background", "paintlayer"], ["cat (clone)", "clonelayer"],
+                                      ["Blend", "paintlayer"]]
+    # painted on after the job, then the clone moved 16 px right: the re-blend reads both
+    colour, alpha_left_behind = facts["bg_clone_follows_and_moves"]
+    assert colour == [0, 0, 255] and alpha_left_behind == 0
     assert "no transparent pixel" in facts["bg_lowest_refused"]
 
 
-def test_harmonize_takes_what_lies_beneath_and_places_the_light(facts):
+def test_harmonize_with_light_rebuilds_the_stack_in_one_group(facts):
     assert facts["harm_roles"] == [["background", False, ""], ["foreground", True, "cat"], ["foreground", True, "cup"]]
     assert facts["harm_bg_is_beneath"] and facts["harm_visibility_restored"]
-    names = [(d, n, through) for d, n, _t, _m, _v, _i, through in facts["harm_tree"]]
-    assert names == [(0, "Background", None), (0, "LayerFusion light", True), (1, "Shadows", None),
-                     (1, "Light", None), (0, "cat", None), (0, "LayerFusion light: cat", True),
-                     (1, "Foreground shadows", None), (1, "Foreground light", None), (0, "cup", None),
-                     (0, "LayerFusion light: cup", True), (1, "Foreground shadows", None),
-                     (1, "Foreground light", None), (1, "Blend", None)]
+    assert [name for name, _parent in facts["harm_new_roots"]] == ["LayerFusion harmonized · seed 7"]
+    assert facts["harm_tree"] == [
+        layer(0, "Background"), layer(0, "cat"), layer(0, "cup"),
+        group(0, "LayerFusion harmonized · seed 7", False),
+        layer(1, "Canvas beneath"), layer(1, "Shadows", "multiply"), layer(1, "Light", "screen"),
+        group(1, "Object", False),
+        clone(2, "cat (clone)"), clone(2, "cup (clone)"),
+        layer(2, "Foreground shadows", "multiply", inherit=True),
+        layer(2, "Foreground light", "screen", inherit=True),
+        layer(1, "Blend", visible=False),
+    ]
+    assert facts["harm_clones_show_layers"] == [True, True]
+    assert facts["harm_canvas_beneath"]  # what was harmonized, as it was sent
     assert facts["harm_artist_untouched"]
 
 
@@ -101,6 +127,7 @@ def test_harmonize_over_a_selected_opaque_layer(facts):
     assert facts["harm_opaque_roles"] == [["background", ""], ["foreground", "cat"]]
     assert facts["harm_opaque_bg_is_layer"]
     assert facts["harm_plain_top_level"] == ["Background", "cat", "Blend", "cup"]
+    assert [name for name, _parent in facts["harm_plain_new_roots"]] == ["Blend"]
     assert "lacks blend" in facts["harm_broken"]
     assert facts["harm_after_broken"] == facts["harm_plain_top_level"]  # nothing half-inserted
 
@@ -110,6 +137,8 @@ def test_save_and_reopen_keeps_layers_modes_and_artist_pixels(facts, key):
     assert facts[key + "_saved"]
     assert facts[key + "_reopened_same_tree"]
     assert facts[key + "_reopened_same_artist"]
+    # Regenerate blend reads the same layers after the reopen (a harmonized group of two is not recorded)
+    assert facts[key + "_reopened_reblend_reads"] == [key != "harm", True]
 
 
 # ---- end to end: the controller, the live tiny backend, real Krita -------------------------------
@@ -132,16 +161,22 @@ def test_add_object_end_to_end_then_reblend(jobs):
 
 
 @pytest.mark.parametrize("kind, top_level", [
-    ("add_background", ["Background", "LayerFusion background: a meadow · seed 5", "cat", "LayerFusion blend",
-                        "cup"]),
-    ("harmonize", ["Background", "LayerFusion light", "cat", "LayerFusion light: cat", "cup",
-                   "LayerFusion light: cup"]),
+    ("add_background", ["Background", "cat", "LayerFusion background: a meadow · seed 5", "cup"]),
+    ("harmonize", ["Background", "cat", "cup", "LayerFusion harmonized · seed 5"]),
 ])
 def test_layer_jobs_end_to_end(jobs, kind, top_level):
     assert jobs[kind + "_started"]
     assert jobs[kind + "_state"][0] == "done", jobs[kind + "_state"][1]
     assert jobs[kind + "_top_level"] == top_level
     assert jobs[kind + "_artist_untouched"]
+
+
+def test_background_group_reblends_after_save_and_reopen(jobs):
+    assert jobs["reopen_saved"]
+    assert jobs["reopen_group"] == "LayerFusion background: a meadow · seed 5"
+    assert jobs["reopen_reblend_started"]
+    assert jobs["reopen_reblend"][0] == "done", jobs["reopen_reblend"][1]
+    assert jobs["reopen_blends"] == ["Blend", "Blend"]  # the new one on top, the previous beneath
 
 
 def test_generate_with_blend_as_layers_end_to_end(jobs):

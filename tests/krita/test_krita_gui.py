@@ -108,12 +108,25 @@ def test_add_object_action_inserts_one_group_undone_in_one_step(gui):
     assert gui["top_level_after_add_object_undo"] == names[:2]
 
 
+@pytest.mark.parametrize("kind, group", [("add_background", "LayerFusion background: a wooden table at dusk"),
+                                         ("harmonize", "LayerFusion harmonized")])
+def test_layer_jobs_insert_one_group_undone_in_one_step(gui, kind, group):
+    before = gui["top_level_before_layer_jobs"]
+    assert gui[kind + "_started"]
+    assert gui[kind + "_state"][0] == "done", gui[kind + "_state"][1]
+    top = gui[kind + "_top_level"]
+    assert top[:-1] == before and top[-1].startswith(group)  # over the painted layer, the top one
+    assert gui[kind + "_left_the_rest"]
+    assert gui[kind + "_top_level_after_undo"] == before
+
+
 def test_select_foreground_action_is_registered(gui):
     assert gui["select_action"]
 
 
 def test_layers_docker_lists_the_group(gui):
-    assert gui["layer_docker_rows"] == 2  # Background and the LayerFusion group, top level
+    assert gui["top_level_at_end"] == gui["top_level_after_redo"]  # Background and the LayerFusion group
+    assert gui["layer_docker_rows"] == 2
 
 
 def test_screenshot_written(gui):

@@ -128,6 +128,42 @@ def scenario(facts):
     spin(lambda: True)
     facts["top_level_after_add_object_undo"] = [n.name() for n in doc.rootNode().childNodes()]
 
+    # Generate background and Harmonize (with the blend as layers) on a painted layer: one group each,
+    # one Ctrl+Z each. The layer is handed over directly: selecting layers from a script in this
+    # Xvfb session is unreliable (the view's selection did not follow setActiveNode).
+    from PyQt5.QtCore import QByteArray
+
+    disc = bytearray(W * H * 4)
+    for y in range(H):
+        for x in range(W):
+            if (x - W // 2) ** 2 + (y - H // 2) ** 2 <= (H // 4) ** 2:
+                disc[(y * W + x) * 4:(y * W + x + 1) * 4] = bytes((30, 40, 200, 255))
+    cat = doc.createNode("a cat", "paintlayer")
+    cat.setPixelData(QByteArray(bytes(disc)), 0, 0, W, H)
+    doc.rootNode().addChildNode(cat, None)
+    doc.waitForDone()
+    panel.blend_layers.setChecked(True)
+    before = [n.name() for n in doc.rootNode().childNodes()]
+    art = [pixels(n, W, H) for n in doc.rootNode().childNodes()]
+    for kind in ("add_background", "harmonize"):
+        count = len(finished) + 1
+        facts[kind + "_started"] = controller.canvas.start(kind, [cat])
+        spin(lambda n=count: len(finished) == n)
+        doc.waitForDone()
+        facts[kind + "_state"] = [finished[-1].state, panel.message.text()]
+        top = doc.rootNode().childNodes()
+        facts[kind + "_top_level"] = [n.name() for n in top]
+        facts[kind + "_left_the_rest"] = [pixels(n, W, H) for n in top if n.name() in before] == art
+        app.action("edit_undo").trigger()
+        doc.waitForDone()
+        spin(lambda: True)
+        facts[kind + "_top_level_after_undo"] = [n.name() for n in doc.rootNode().childNodes()]
+    facts["top_level_before_layer_jobs"] = before
+    panel.blend_layers.setChecked(False)
+    cat.remove()  # the picture as before, for the screenshot
+    doc.waitForDone()
+    facts["top_level_at_end"] = [n.name() for n in doc.rootNode().childNodes()]
+
     doc.setModified(False)
 
 
@@ -154,7 +190,7 @@ class SelfTest(Extension):
         try:
             # The Layers docker updates in its own time (slowly on a loaded machine): wait, bounded,
             # until it shows as many top-level rows as the document has, then record what it shows.
-            rows = len(facts.get("top_level_after_redo") or [])
+            rows = len(facts.get("top_level_at_end") or [])
             deadline = time.monotonic() + 300
             while rows and _layer_rows() != rows and time.monotonic() < deadline:
                 QApplication.processEvents()
