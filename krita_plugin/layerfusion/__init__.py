@@ -9,9 +9,10 @@ except ImportError:  # not inside Krita
 
 if Krita is not None:
     from .extension import DOCKER_ID, LayerFusionDocker, LayerFusionExtension
+    from .qt import krita_dock_right
 
     _app = Krita.instance()
     _app.addExtension(LayerFusionExtension(_app))
     _app.addDockWidgetFactory(
-        DockWidgetFactory(DOCKER_ID, DockWidgetFactoryBase.DockRight, LayerFusionDocker)
+        DockWidgetFactory(DOCKER_ID, krita_dock_right(DockWidgetFactoryBase), LayerFusionDocker)
     )

@@ -28,7 +28,7 @@ def upload_png(data: bytes, keep_alpha: bool, source: CanvasSource) -> str:
     w = source.window
     image = fitted(image_from_bgra(data, w.width, w.height), w.gen_width, w.gen_height)
     if not keep_alpha:
-        flat = QImage(image.width(), image.height(), QImage.Format_RGB32)
+        flat = QImage(image.width(), image.height(), QImage.Format.Format_RGB32)
         flat.fill(QColor(255, 255, 255))
         painter = QPainter(flat)
         painter.drawImage(0, 0, image)

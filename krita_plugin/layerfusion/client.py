@@ -99,7 +99,7 @@ class Api(QObject):
 
     def post_json(self, path: str, body: Dict[str, Any], done: Callable[[HttpResult], None]) -> Any:
         req = self.request(path)
-        req.setHeader(QNetworkRequest.ContentTypeHeader, "application/json")
+        req.setHeader(QNetworkRequest.KnownHeaders.ContentTypeHeader, "application/json")
         data = QByteArray(json.dumps(body).encode("utf-8"))
         return self._watch(self.nam.post(req, data), done, IMAGE_TIMEOUT_MS)
 

@@ -192,13 +192,13 @@ class Panel(QWidget):
         outer.addWidget(self.progress)
         self.message = QLabel("")
         self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         outer.addWidget(self.message)
         outer.addWidget(QLabel("History (double-click to insert again)"))
         self.history = QListWidget()
-        self.history.setViewMode(QListWidget.IconMode)
+        self.history.setViewMode(QListWidget.ViewMode.IconMode)
         self.history.setIconSize(QSize(72, 72))
-        self.history.setResizeMode(QListWidget.Adjust)
+        self.history.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.history.setMaximumHeight(180)
         outer.addWidget(self.history)
         outer.addStretch(1)
@@ -211,7 +211,7 @@ class Panel(QWidget):
         self.cancel.clicked.connect(self.cancel_clicked)
         self.select_foreground.clicked.connect(self.select_foreground_clicked)
         self.start_server.clicked.connect(self.start_server_clicked)
-        self.history.itemDoubleClicked.connect(lambda item: self.reinsert_requested.emit(item.data(Qt.UserRole)))
+        self.history.itemDoubleClicked.connect(lambda item: self.reinsert_requested.emit(item.data(Qt.ItemDataRole.UserRole)))
         for box in (self.foreground, self.background):
             box.textChanged.connect(self.settings_changed)
         for line in (self.negative, self.server_url):
@@ -315,11 +315,11 @@ class Panel(QWidget):
     def add_history(self, job_id: str, label: str, thumb: Optional[QImage], newest: bool = True) -> None:
         """Session results go on top; older ones listed by the server are appended below."""
         for row in range(self.history.count()):
-            if self.history.item(row).data(Qt.UserRole) == job_id:
+            if self.history.item(row).data(Qt.ItemDataRole.UserRole) == job_id:
                 return
         item = QListWidgetItem(label[:24])
         item.setToolTip(label)
-        item.setData(Qt.UserRole, job_id)
+        item.setData(Qt.ItemDataRole.UserRole, job_id)
         if thumb is not None and not thumb.isNull():
             item.setIcon(QIcon(QPixmap.fromImage(thumb)))
         self.history.insertItem(0 if newest else self.history.count(), item)

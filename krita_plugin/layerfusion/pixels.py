@@ -1,6 +1,6 @@
 """Pixels between PNG bytes, QImage and Krita's BGRA byte order, with the heavy parts off the UI thread.
 
-Krita 8-bit RGBA layers hold B, G, R, A bytes, not premultiplied: exactly QImage.Format_ARGB32 on a
+Krita 8-bit RGBA layers hold B, G, R, A bytes, not premultiplied: exactly QImage.Format.Format_ARGB32 on a
 little-endian machine, so conversions are a format change and a memcpy.
 """
 from typing import Any, Callable, Optional, Set, Tuple
@@ -22,16 +22,16 @@ def decode_png(data: bytes) -> QImage:
 def fitted(image: QImage, width: int, height: int) -> QImage:
     """``image`` as non-premultiplied ARGB32 of exactly width x height (scaled smoothly if needed)."""
     if image.width() != width or image.height() != height:
-        image = image.scaled(width, height, Qt.IgnoreAspectRatio, Qt.SmoothTransformation)
-    if image.format() != QImage.Format_ARGB32:
-        image = image.convertToFormat(QImage.Format_ARGB32)
+        image = image.scaled(width, height, Qt.AspectRatioMode.IgnoreAspectRatio, Qt.TransformationMode.SmoothTransformation)
+    if image.format() != QImage.Format.Format_ARGB32:
+        image = image.convertToFormat(QImage.Format.Format_ARGB32)
     return image
 
 
 def bgra_bytes(image: QImage) -> bytes:
     """The pixel bytes of an ARGB32 image, rows packed (Krita's setPixelData layout)."""
-    if image.format() != QImage.Format_ARGB32:
-        image = image.convertToFormat(QImage.Format_ARGB32)
+    if image.format() != QImage.Format.Format_ARGB32:
+        image = image.convertToFormat(QImage.Format.Format_ARGB32)
     row = image.width() * 4
     ptr = image.constBits()
     ptr.setsize(image.bytesPerLine() * image.height())
@@ -46,12 +46,12 @@ def image_from_bgra(data: bytes, width: int, height: int) -> QImage:
     """A deep-copied ARGB32 QImage of Krita pixel bytes (the copy owns its memory)."""
     if len(data) != width * height * 4:
         raise ImageError("expected %d bytes of pixels, got %d" % (width * height * 4, len(data)))
-    return QImage(data, width, height, width * 4, QImage.Format_ARGB32).copy()
+    return QImage(data, width, height, width * 4, QImage.Format.Format_ARGB32).copy()
 
 
 def encode_png(image: QImage) -> bytes:
     buffer = QBuffer()
-    buffer.open(QIODevice.WriteOnly)
+    buffer.open(QIODevice.OpenModeFlag.WriteOnly)
     # Qt maps PNG quality 80 to zlib level 1: these PNGs cross loopback, speed beats size.
     if not image.save(buffer, "PNG", 80):
         raise ImageError("could not encode a PNG")
@@ -70,7 +70,7 @@ def has_partial_alpha(image: QImage) -> bool:
 
 
 def thumbnail(data: bytes, size: int = 96) -> QImage:
-    return decode_png(data).scaled(size, size, Qt.KeepAspectRatio, Qt.SmoothTransformation)
+    return decode_png(data).scaled(size, size, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
 
 
 class _Relay(QObject):

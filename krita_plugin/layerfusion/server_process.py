@@ -52,7 +52,7 @@ class LocalServer(QObject):
         self.process: Optional[QProcess] = None
 
     def running(self) -> bool:
-        return self.process is not None and self.process.state() != QProcess.NotRunning
+        return self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning
 
     def start(self, server_url: str) -> bool:
         if self.running():
@@ -67,7 +67,7 @@ class LocalServer(QObject):
             return False
         process = QProcess(self)
         process.setWorkingDirectory(config.repo)
-        process.setProcessChannelMode(QProcess.MergedChannels)
+        process.setProcessChannelMode(QProcess.ProcessChannelMode.MergedChannels)
         process.finished.connect(self._ended)
         process.errorOccurred.connect(lambda _e: self.message.emit("The local server failed: %s" % process.errorString()))
         self.process = process
@@ -82,7 +82,7 @@ class LocalServer(QObject):
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None or process.state() == QProcess.NotRunning:
+        if process is None or process.state() == QProcess.ProcessState.NotRunning:
             return
         process.finished.disconnect()
         process.terminate()

@@ -14,7 +14,7 @@ sys.path.insert(0, str(REPO / "krita_plugin"))
 
 @pytest.fixture(scope="session")
 def qapp():
-    from PyQt5.QtWidgets import QApplication
+    from layerfusion.qt import QApplication
 
     app = QApplication.instance() or QApplication(["layerfusion-tests"])
     yield app

@@ -146,11 +146,10 @@ def test_layer_names_become_prompts_unless_krita_made_them_up():
 
 # ---- the requests ------------------------------------------------------------------------------
 def png_b64(qapp, w, h, alpha):
-    from PyQt5.QtGui import QColor, QImage
-
     from layerfusion.pixels import encode_png
+    from layerfusion.qt import QColor, QImage
 
-    image = QImage(w, h, QImage.Format_ARGB32 if alpha else QImage.Format_RGB32)
+    image = QImage(w, h, QImage.Format.Format_ARGB32 if alpha else QImage.Format.Format_RGB32)
     image.fill(QColor(10, 200, 30, 100 if alpha else 255))
     return base64.b64encode(encode_png(image)).decode("ascii")
 

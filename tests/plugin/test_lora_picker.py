@@ -147,16 +147,16 @@ def test_model_list_without_loras_or_with_odd_entries():
 
 # ---- settings --------------------------------------------------------------------------------------
 def test_loras_persist_in_settings(qapp, tmp_path, scripted):
-    from PyQt5.QtCore import QSettings
+    from layerfusion.qt import QSettings
 
     panel, controller, _, saved = make(qapp, scripted.url)
     panel.loras.add_row("styles/ink.safetensors", 0.65)
     panel.loras.add_row("clay.safetensors", -2.0)
     assert saved and saved[-1].lora_choices() == panel.loras.choices()
     path = str(tmp_path / "lf.ini")
-    store.save(QSettings(path, QSettings.IniFormat), saved[-1])
+    store.save(QSettings(path, QSettings.Format.IniFormat), saved[-1])
     controller.shutdown()
-    loaded = store.load(QSettings(path, QSettings.IniFormat))  # a new Krita session reads the file
+    loaded = store.load(QSettings(path, QSettings.Format.IniFormat))  # a new Krita session reads the file
     assert loaded.lora_choices() == [protocol.LoraChoice("styles/ink.safetensors", 0.65),
                                      protocol.LoraChoice("clay.safetensors", -2.0)]
     panel, controller, _, _ = make(qapp, scripted.url, loras=loaded.loras)

@@ -5,6 +5,7 @@ import json
 import sys
 
 from layerfusion.client import Api, HealthMonitor
+from layerfusion.qt import QProcess
 from layerfusion.server_process import LocalServer, read_config, serve_arguments
 
 from tests.plugin.launch import REPO, reserved_port
@@ -39,7 +40,7 @@ def test_starts_and_stops_only_its_own_server(qapp, tmp_path, spin, layerfusion_
             spin(lambda: monitor.state.kind == "connected")  # the model loads first: slow when loaded
             process = server.process
             server.stop()
-            assert process.state() == 0  # QProcess.NotRunning
+            assert process.state() == QProcess.ProcessState.NotRunning
             assert not server.running()
             monitor.poll()
             spin(lambda: monitor.state.kind == "offline")

@@ -10,7 +10,7 @@ from layerfusion.wire import sizes
 
 
 def test_settings_round_trip(qapp, tmp_path):
-    from PyQt5.QtCore import QSettings
+    from layerfusion.qt import QSettings
 
     path = str(tmp_path / "lf.ini")
     values = store.Settings(
@@ -19,20 +19,20 @@ def test_settings_round_trip(qapp, tmp_path):
         strength=0.35, threshold=0.4, boundary_coefficient=float("inf"), mask_source="cross",
         content_prior="prior_block", auto_reblend=True,
         target_pixels=128 * 128, history_limit=5)
-    store.save(QSettings(path, QSettings.IniFormat), values)
-    loaded = store.load(QSettings(path, QSettings.IniFormat))  # a fresh object reads the file
+    store.save(QSettings(path, QSettings.Format.IniFormat), values)
+    loaded = store.load(QSettings(path, QSettings.Format.IniFormat))  # a fresh object reads the file
     assert loaded == values
 
 
 def test_damaged_settings_fall_back_to_defaults(qapp, tmp_path):
-    from PyQt5.QtCore import QSettings
+    from layerfusion.qt import QSettings
 
     path = str(tmp_path / "lf.ini")
-    raw = QSettings(path, QSettings.IniFormat)
+    raw = QSettings(path, QSettings.Format.IniFormat)
     raw.setValue("LayerFusion/steps", "many")
     raw.setValue("LayerFusion/auto_reblend", "true")
     raw.sync()
-    loaded = store.load(QSettings(path, QSettings.IniFormat))
+    loaded = store.load(QSettings(path, QSettings.Format.IniFormat))
     assert loaded.steps == store.Settings().steps
     assert loaded.auto_reblend is True
 
