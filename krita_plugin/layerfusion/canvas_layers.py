@@ -48,8 +48,7 @@ from .canvas_jobs import (
     layer_window,
     object_window,
 )
-from .layers import children, layer_pixels, read_records, uid, write_records
-from .qt import QByteArray
+from .layers import children, layer_pixels, read_records, uid, write_pixels, write_records
 from .targets import UserError
 
 BLEND_LIGHT = (("shadows", "Shadows", "multiply"), ("light", "Light", "screen"))
@@ -136,7 +135,7 @@ def selected_nodes(doc: Any) -> List[Any]:
 def _layer(doc: Any, name: str, data: bytes, box: Box, mode: str = "normal", visible: bool = True,
            inherit: bool = False) -> Any:
     node = doc.createNode(name, "paintlayer")
-    node.setPixelData(QByteArray(data), *box)
+    write_pixels(node, data, box)
     if mode != "normal":
         node.setBlendingMode(mode)
     node.setVisible(visible)

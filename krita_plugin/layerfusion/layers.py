@@ -52,6 +52,13 @@ def layer_pixels(node: Any, box: Tuple[int, int, int, int]) -> bytes:
     return bytes(node.pixelData(*box))
 
 
+def write_pixels(node: Any, data: bytes, box: Tuple[int, int, int, int]) -> None:
+    """Fill a new, detached layer. Krita 5.2+ answers False when it could not (5.1 answers nothing)."""
+    if node.setPixelData(QByteArray(data), *box) is False:
+        raise UserError("Krita refused the pixels of the layer “%s” (%d×%d at %d, %d)."
+                        % (node.name(), box[2], box[3], box[0], box[1]))
+
+
 def children(node: Any) -> List[Any]:
     return list(node.childNodes())
 
@@ -171,7 +178,7 @@ class KritaDocuments:
             # PNG), not as white with alpha = mask: shown, it reads as the matte the method made, its
             # values are the PNG's own (no colour lost under zero alpha), and Select foreground already
             # turns the alpha into a selection.
-            node.setPixelData(QByteArray(layers[role]), target.x, target.y, target.width, target.height)
+            write_pixels(node, layers[role], (target.x, target.y, target.width, target.height))
             node.setVisible(visible and not (split and role == "blend"))
             # appended on top: Background, (Mask,) Foreground, Blend
             (holder if split and role in CLIPPED else group).addChildNode(node, None)

@@ -2,7 +2,10 @@
 
 Krita 5.1 cannot merge two node operations into one undo step, so the new Blend is *added* on top of
 the old one (one undo step: Ctrl+Z shows the previous blend again). The old blend stays underneath,
-fully covered; the one before it is removed at the next re-blend, so a group holds at most two.
+renamed "Blend (previous)" so the group shows one "Blend"; the one before it is removed at the next
+re-blend, so a group holds at most two. A rename is no undo step, so after a Ctrl+Z the restored top
+blend keeps its "(previous)" name until the group is next read (Regenerate blend, the auto re-blend
+watcher), which names the top one "Blend" again.
 Krita emits no signal when a layer moves, hence the polling watcher below.
 """
 from typing import Any, Dict, Optional, Tuple
@@ -18,11 +21,13 @@ from .layers import (
     member,
     read_records,
     uid,
+    write_pixels,
     write_records,
 )
-from .qt import QByteArray, QObject, QTimer
+from .qt import QObject, QTimer
 from .targets import MASK, ReblendSource, Target, UserError
 
+BLEND, PREVIOUS = "Blend", "Blend (previous)"
 POLL_MS = 250
 SETTLE_MS = 700  # the foreground must stay put this long before an automatic re-blend
 
@@ -36,6 +41,7 @@ def read_source(doc: Any, group: Any) -> ReblendSource:
     bg = None if on_canvas else member(doc, group, "background")
     if fg is None or (bg is None and not on_canvas):
         raise UserError("The group has lost its Foreground or Background layer.")
+    name_blends(doc, group)
     x, y, w, h = record["rect"]
     gen_w, gen_h = record["generation_size"]
     target = Target(doc, x, y, w, h, gen_w, gen_h)
@@ -52,6 +58,14 @@ def blend_layers(doc: Any, group: Any) -> list:
     recorded = read_records(doc).get(uid(group), {}).get("layers", {})
     keep.update(key for role, key in recorded.items() if role != "blend")
     return [n for n in children(group) if uid(n) not in keep and n.type() == "paintlayer"]
+
+
+def name_blends(doc: Any, group: Any) -> None:
+    """The top blend layer is "Blend", the ones beneath it "Blend (previous)" (names only)."""
+    blends = blend_layers(doc, group)
+    for node, name in zip(blends, [PREVIOUS] * (len(blends) - 1) + [BLEND]):
+        if node.name() != name:
+            node.setName(name)
 
 
 class KritaSide(KritaDocuments, CanvasDocuments):
@@ -71,11 +85,12 @@ class KritaSide(KritaDocuments, CanvasDocuments):
         if group is None:
             raise UserError("The group was deleted while re-blending.")
         t = source.target
-        node = doc.createNode("Blend", "paintlayer")
-        node.setPixelData(QByteArray(blend), t.x, t.y, t.width, t.height)
+        node = doc.createNode(BLEND, "paintlayer")
+        write_pixels(node, blend, (t.x, t.y, t.width, t.height))
         for stale in blend_layers(doc, group)[:-1]:
             stale.remove()  # already covered by the current blend: removing it changes nothing visible
         group.addChildNode(node, None)
+        name_blends(doc, group)
         records = read_records(doc)
         if source.group_key in records:
             records[source.group_key]["reblend_params"] = params
@@ -124,6 +139,7 @@ class AutoReblend(QObject):
         fg = member(doc, group, "foreground")
         if fg is None:
             return
+        name_blends(doc, group)  # after a Ctrl+Z of a re-blend
         b = fg.bounds()
         where = (b.x(), b.y(), b.width(), b.height())
         key = uid(group)

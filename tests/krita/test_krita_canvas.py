@@ -155,8 +155,8 @@ def test_add_object_end_to_end_then_reblend(jobs):
                                    "Foreground light", "Blend"]
     assert jobs["object_artist_untouched"]
     assert jobs["object_reblend"][0] == "done", jobs["object_reblend"][1]
-    assert jobs["object_blends_after_reblend"] == ["Blend", "Blend"]
-    assert jobs["object_tree_after_reblend"] == jobs["object_tree"] + ["Blend"]
+    assert jobs["object_blends_after_reblend"] == ["Blend (previous)", "Blend"]
+    assert jobs["object_tree_after_reblend"] == jobs["object_tree"][:-1] + ["Blend (previous)", "Blend"]
     assert jobs["object_artist_untouched_after_reblend"]
 
 
@@ -176,7 +176,7 @@ def test_background_group_reblends_after_save_and_reopen(jobs):
     assert jobs["reopen_group"] == "LayerFusion background: a meadow · seed 5"
     assert jobs["reopen_reblend_started"]
     assert jobs["reopen_reblend"][0] == "done", jobs["reopen_reblend"][1]
-    assert jobs["reopen_blends"] == ["Blend", "Blend"]  # the new one on top, the previous beneath
+    assert jobs["reopen_blends"] == ["Blend (previous)", "Blend"]  # the new one on top, the previous beneath
 
 
 def test_generate_with_blend_as_layers_end_to_end(jobs):
@@ -189,4 +189,5 @@ def test_generate_with_blend_as_layers_end_to_end(jobs):
         layer(0, "Blend", visible=False),
     ]
     assert jobs["generate_reblend"][0] == "done", jobs["generate_reblend"][1]
-    assert jobs["generate_tree_after_reblend"] == [row[1] for row in jobs["generate_tree"]] + ["Blend"]
+    assert jobs["generate_tree_after_reblend"] == [row[1] for row in jobs["generate_tree"]][:-1] + [
+        "Blend (previous)", "Blend"]

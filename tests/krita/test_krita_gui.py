@@ -87,9 +87,11 @@ def test_generate_action_inserts_the_group(gui):
 
 def test_regenerate_blend_is_one_undo_step(gui):
     assert gui["reblend_state"] == "done"
-    assert gui["children_after_reblend"] == ["Background", "Foreground", "Blend", "Blend"]
+    assert gui["children_after_reblend"] == ["Background", "Foreground", "Blend (previous)", "Blend"]  # one Blend
     assert gui["top_blend_changed"]
-    assert gui["children_after_undo"] == ["Background", "Foreground", "Blend"]
+    # the previous blend back on top; its name is put right when the group is next read
+    assert gui["children_after_undo"] == ["Background", "Foreground", "Blend (previous)"]
+    assert gui["children_after_undo_read"] == ["Background", "Foreground", "Blend"]
     assert gui["blend_restored_by_undo"]
 
 

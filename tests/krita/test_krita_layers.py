@@ -53,7 +53,7 @@ def test_regenerate_blend_replaces_blend_in_one_insertion(facts):
     assert facts["reblend_state"] == "done", facts["reblend_message"]
     assert facts["blend_change_moved_region"] > 1.0
     # The new Blend goes on top of the old one (one undo step shows the old one again).
-    assert facts["children_after_reblend"] == ["Background", "Foreground", "Blend", "Blend"]
+    assert facts["children_after_reblend"] == ["Background", "Foreground", "Blend (previous)", "Blend"]
     assert facts["old_blend_kept_below"]
     assert facts["reblend_params_recorded"]
     assert facts["blend_count_after_second"] == 2
@@ -83,7 +83,7 @@ def test_closed_document_is_left_alone(facts):
 
 def test_save_and_reopen_keeps_group_params_and_placement(facts):
     assert facts["saved"] and facts["reopened"]
-    assert facts["reopened_children"] == ["Background", "Foreground", "Blend", "Blend"]
+    assert facts["reopened_children"] == ["Background", "Foreground", "Blend (previous)", "Blend"]
     assert facts["reopened_record_seed"] == 5
     assert facts["reopened_fg_bounds"] == facts["fg_bounds_saved"]
     assert facts["fg_bounds_saved"][0] == facts["fg_bounds_moved"][0] - 16  # the auto re-blend test's moves

@@ -38,7 +38,7 @@ def test_mask_pixels_are_the_png_scaled_to_the_target(facts):
 
 def test_reblend_keeps_the_mask(facts):
     assert facts["reblend_state"] == "done"
-    assert facts["children_after_reblend"] == ["Background", "Mask", "Foreground", "Blend", "Blend"]
+    assert facts["children_after_reblend"] == ["Background", "Mask", "Foreground", "Blend (previous)", "Blend"]
     assert facts["mask_kept"]
 
 

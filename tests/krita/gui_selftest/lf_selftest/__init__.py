@@ -101,6 +101,8 @@ def scenario(facts):
     doc.waitForDone()
     spin(lambda: True)
     facts["children_after_undo"] = [n.name() for n in group.childNodes()]
+    controller.documents.reblend_source(doc, group)  # reading the group (as Regenerate blend does)
+    facts["children_after_undo_read"] = [n.name() for n in group.childNodes()]
     facts["blend_restored_by_undo"] = pixels(blend_layers(doc, group)[-1], W, H) == blend0
     app.action("edit_undo").trigger()  # one step: the whole generation
     doc.waitForDone()
