@@ -81,6 +81,11 @@ class BlendMode(str, enum.Enum):
     none = "none"  # only the two layers
 
 
+class Phase(str, enum.Enum):
+    prior = "prior"  # the restart prior pass (the foreground's attention read, then rewound)
+    denoise = "denoise"  # the denoising steps; after the last one the server decodes the latents
+
+
 class MaskSource(str, enum.Enum):
     product = "product"  # structure prior x content prior: both must agree
     self_attention = "self"  # structure prior only (ablation)
@@ -553,6 +558,7 @@ class Progress:
 
     step: int = spec(0, minimum=0, doc="Steps done.")
     total: int = spec(0, minimum=0, doc="Steps in all (prior pass included).")
+    phase: Phase = spec(Phase.denoise, doc="prior or denoise, as in the progress events.")
 
 
 @dataclass
@@ -612,6 +618,8 @@ class ProgressEvent:
     step: int = spec(minimum=0, doc="Steps done.")
     total: int = spec(minimum=0, doc="Steps in all.")
     preview_png: Optional[str] = spec(None, doc="Small base64 PNG preview of the blend or foreground, if cheap.")
+    phase: Phase = spec(Phase.denoise, doc="prior (the restart prior pass) or denoise; once step = total the "
+                                          "server is decoding the images.")
 
 
 @dataclass

@@ -42,7 +42,7 @@ from shared.protocol import (
 # What the server and CLI catch: the pipeline's own cancellation, under the engine's name.
 JobCancelled = GenerationCancelled
 
-PREVIEW_SIDE = 128
+PREVIEW_SIDE = 256  # the docker shows it at its width: big enough to judge
 
 
 @dataclass
@@ -50,6 +50,7 @@ class StepUpdate:
     step: int
     total: int
     preview: Optional[Image.Image] = None
+    phase: str = "denoise"  # StepInfo.phase: "prior" or "denoise"
 
 
 @dataclass
@@ -169,7 +170,7 @@ class Engine:
             if info.preview_latent is not None and self._previewer is not None:
                 image = self._previewer(info.preview_latent)
                 image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
-            on_step(StepUpdate(info.step, info.total, image))
+            on_step(StepUpdate(info.step, info.total, image, info.phase))
 
         started = time.perf_counter()
         sampling = canvas.Sampling(negative_prompt=request.negative_prompt, num_inference_steps=request.steps,

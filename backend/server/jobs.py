@@ -24,6 +24,7 @@ from shared.protocol import (
     JobRequest,
     JobState,
     JobStatus,
+    Phase,
     Progress,
     ProgressEvent,
     ServerState,
@@ -72,6 +73,7 @@ class Job:
     state: JobState = JobState.queued
     step: int = 0
     total: int = 0
+    phase: Phase = Phase.denoise
     error: Optional[ErrorInfo] = None
     images: List[str] = field(default_factory=list)
     finished: Optional[float] = None
@@ -85,7 +87,7 @@ class Job:
             id=self.id,
             kind=self.kind,
             state=self.state,
-            progress=Progress(step=self.step, total=self.total),
+            progress=Progress(step=self.step, total=self.total, phase=self.phase),
             params=self.params,
             error=self.error,
             images={name: image_path(self.id, name) for name in self.images} if self.images else None,
@@ -171,9 +173,9 @@ class JobBook:
         self.running = job
         self.publish_status(job)
 
-    def progress(self, job: Job, step: int, total: int, preview_png: Optional[str]) -> None:
-        job.step, job.total = step, total
-        event = to_json(ProgressEvent(id=job.id, step=step, total=total, preview_png=preview_png))
+    def progress(self, job: Job, step: int, total: int, preview_png: Optional[str], phase: str = "denoise") -> None:
+        job.step, job.total, job.phase = step, total, Phase(phase)
+        event = to_json(ProgressEvent(id=job.id, step=step, total=total, preview_png=preview_png, phase=job.phase))
         for queue in job.subscribers:
             if queue.qsize() < MAX_EVENT_BACKLOG:
                 queue.put_nowait((EVENT_PROGRESS, event, False))

@@ -26,12 +26,22 @@ from shared.protocol import (
     JobRequest,
     JobState,
     JobStatus,
+    Phase,
+    PriorMode,
     ServerState,
     request_params,
 )
 
 log = logging.getLogger(__name__)
 
+
+
+def first_phase(request: JobRequest) -> Phase:
+    """What a queued job will report first: a generation or an added object starts with the restart
+    prior pass (until its first step says otherwise)."""
+    options = getattr(request, "options", None)
+    restart = options is not None and options.prior_mode is PriorMode.restart
+    return Phase.prior if restart and request.kind in (JobKind.generate, JobKind.add_foreground) else Phase.denoise
 
 class JobService:
     def __init__(
@@ -105,6 +115,7 @@ class JobService:
             created=time.time(),
             request=request,
             total=request.steps,
+            phase=first_phase(request),
         )
         try:
             self.store.write_record(job.id, job.record())

@@ -157,7 +157,7 @@ class Worker:
 
         def on_step(update: StepUpdate) -> None:
             preview = encode_preview(update.preview) if update.preview is not None else None
-            self.book.post(self.book.progress, job, update.step, update.total, preview)
+            self.book.post(self.book.progress, job, update.step, update.total, preview, update.phase)
 
         try:
             result = self.engine.run(

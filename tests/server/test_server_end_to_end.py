@@ -68,7 +68,10 @@ def test_progress_previews_are_small_pngs(live_backend: BackendProcess) -> None:
     assert previews, "the server asks the engine for previews; none came"
     for preview in previews:
         image = Image.open(io.BytesIO(base64.b64decode(preview)))
-        assert max(image.size) <= 128
+        assert max(image.size) <= 256  # PREVIEW_SIDE: small enough for a few kB a step
+    phases = [data["phase"] for name, data in result["events"] if name == "progress"]
+    assert set(phases) <= {"prior", "denoise"} and phases[-1] == "denoise"
+    assert phases == sorted(phases, key=["prior", "denoise"].index)  # the prior pass comes first
 
 
 async def _reblend(backend: BackendProcess) -> Dict[str, Any]:

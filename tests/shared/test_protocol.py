@@ -176,7 +176,7 @@ def test_status_json_and_final_states() -> None:
     status = parse(JobStatus, {"id": "abc", "kind": "generate", "state": "done",
                                "images": {"blend": "/v1/jobs/abc/images/blend.png"}})
     assert status.state.final and not JobState.running.final
-    assert to_json(status)["progress"] == {"step": 0, "total": 0}
+    assert to_json(status)["progress"] == {"step": 0, "total": 0, "phase": "denoise"}
 
 
 def test_blend_prompt_composition() -> None:
