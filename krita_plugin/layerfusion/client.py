@@ -3,6 +3,7 @@
 Nothing here blocks: every request returns at once and reports through a callback or a signal, so
 Krita keeps painting while a job runs. Errors become plain sentences for the docker.
 """
+import base64
 import json
 import time
 from dataclasses import dataclass, field
@@ -203,7 +204,8 @@ class HealthMonitor(QObject):
 class JobRun(QObject):
     """One job from POST to its images: progress arrives as Server-Sent Events, images as PNG bytes."""
 
-    progress = pyqtSignal(int, int)  # step, total
+    progress = pyqtSignal(int, int, str)  # step, total, phase ("prior" or "denoise"; decoding once step = total)
+    preview = pyqtSignal(bytes)  # a small PNG of what the job is making, with a step's progress
     state_changed = pyqtSignal(str)  # queued, running, ...
     finished = pyqtSignal(object)  # JobOutcome, exactly once
 
@@ -286,7 +288,9 @@ class JobRun(QObject):
             payload = json.loads(data)
             if name == protocol.EVENT_PROGRESS:
                 step = parse_response(protocol.ProgressEvent, payload)
-                self.progress.emit(step.step, step.total)
+                self.progress.emit(step.step, step.total, step.phase.value)
+                if step.preview_png:
+                    self.preview.emit(base64.b64decode(step.preview_png))
             elif name == protocol.EVENT_STATUS:
                 self._status(parse_response(protocol.JobStatus, payload))
         except (ValueError, ProtocolError):
@@ -332,7 +336,7 @@ class JobRun(QObject):
             return
         self.state_changed.emit(status.state.value)
         if status.progress.total:
-            self.progress.emit(status.progress.step, status.progress.total)
+            self.progress.emit(status.progress.step, status.progress.total, status.progress.phase.value)
         if not status.state.final:
             return
         if status.state.value == "done":

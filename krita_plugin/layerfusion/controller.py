@@ -7,8 +7,9 @@ import base64
 import traceback
 from typing import Any, Callable, Dict, List, Optional
 
+from . import server_history
 from .canvas_controller import CanvasJobs
-from .client import Api, ConnectionState, HealthMonitor, HttpResult, JobOutcome, JobRun
+from .client import Api, ConnectionState, HealthMonitor, JobOutcome, JobRun
 from .docker import Panel
 from .lora_picker import LoraCatalog
 from .pixels import decode_triplet, encode_png, fitted, image_from_bgra, in_background, thumbnail
@@ -272,7 +273,8 @@ class Controller(QObject):
     def _start(self, body: Dict[str, Any], done: Callable[[JobOutcome], None], maps: Any = ()) -> JobRun:
         run = JobRun(self.api, body, self, maps)
         self.runs.append(run)
-        run.progress.connect(lambda step, total: self._progress(run, step, total))
+        run.progress.connect(lambda step, total, phase: self._progress(run, step, total, phase))
+        run.preview.connect(lambda png: self._preview(run, png))
 
         def finished(outcome: JobOutcome) -> None:
             self.runs.remove(run)
@@ -285,9 +287,13 @@ class Controller(QObject):
         run.start()
         return run
 
-    def _progress(self, run: JobRun, step: int, total: int) -> None:
+    def _progress(self, run: JobRun, step: int, total: int, phase: str) -> None:
         if self.runs and self.runs[-1] is run:  # the bar follows the newest job
-            self.panel.set_progress(step, total)
+            self.panel.set_progress(step, total, phase)
+
+    def _preview(self, run: JobRun, png: bytes) -> None:
+        if self.runs and self.runs[-1] is run:
+            self.panel.preview.show_png(png)
 
     @guarded
     def cancel_latest(self) -> None:
@@ -320,42 +326,8 @@ class Controller(QObject):
             entry.job_id, entry.label, None if err else thumb))
 
     def load_server_history(self) -> None:
-        """Earlier results from GET /v1/jobs?limit=N when the server offers it; else the session's own."""
-        path = "%s/jobs?limit=%d" % (protocol.API_PREFIX, self.settings.history_limit)
-        self.api.get(path, self._server_history)
-
-    def _server_history(self, result: HttpResult) -> None:
-        if not result.ok:
-            return  # an older server without a job list: the session history alone
-        try:
-            data = result.json()
-        except ValueError:
-            return
-        jobs = data.get("jobs", []) if isinstance(data, dict) else data
-        for job in jobs if isinstance(jobs, list) else []:  # newest first
-            if isinstance(job, dict) and job.get("state") == "done" and job.get("kind") == "generate":
-                params = job.get("params") or {}
-                if job.get("id") and job["id"] not in self.history:
-                    self._fetch_history_thumb(HistoryEntry(job["id"], history_label(params), params), job)
-
-    def _fetch_history_thumb(self, entry: HistoryEntry, job: Dict[str, Any]) -> None:
-        self.history[entry.job_id] = entry
-        images = job.get("images") or {}
-        url = images.get("blend") or images.get("foreground")
-        if not url:
-            self.panel.add_history(entry.job_id, entry.label, None, newest=False)
-            return
-
-        def got(result: HttpResult) -> None:
-            thumb = None
-            if result.ok:
-                try:
-                    thumb = thumbnail(result.body)
-                except ValueError:
-                    thumb = None
-            self.panel.add_history(entry.job_id, entry.label, thumb, newest=False)
-
-        self.api.get(url, got)
+        """Earlier results from the server's job list, appended below the session's own."""
+        server_history.load(self.api, self.history, self.settings.history_limit, self.panel.add_history)
 
     @guarded
     def reinsert(self, job_id: str) -> None:

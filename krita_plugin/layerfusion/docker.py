@@ -2,18 +2,24 @@
 
 The Krita DockWidget only wraps this panel, so its behaviour is testable offscreen. The panel holds
 no logic beyond presenting state; the controller reacts to its signals.
+
+Laid out for a narrow dock (260 px and up): what an artist uses on every image (prompts, Generate,
+the canvas jobs) comes first; labels sit above their fields and button rows wrap (FlowLayout), so
+nothing needs more width than its widest single control; rarely touched settings sit in collapsed
+sections (Collapsible); long explanations are tooltips.
 """
 import math
 import random
-from typing import Any, Optional
+from typing import Any, List, Optional
 
+from . import panel_widgets as pw
+from .collapsible import Collapsible
+from .flow_layout import FittingVBox, FlowLayout
 from .lora_picker import LoraPicker
+from .preview import PreviewView
 from .qt import (
-    QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QIcon,
     QImage,
@@ -22,10 +28,9 @@ from .qt import (
     QListWidget,
     QListWidgetItem,
     QPixmap,
-    QPlainTextEdit,
     QProgressBar,
-    QPushButton,
     QSize,
+    QSizePolicy,
     Qt,
     QToolButton,
     QVBoxLayout,
@@ -37,14 +42,16 @@ from .wire import protocol
 
 RESOLUTIONS = [("SDXL, 1 megapixel", 1024 * 1024), ("Draft, 0.25 MP", 512 * 512), ("Tiny test, 128²", 128 * 128)]
 _STATE_COLOURS = {"connected": "#2e7d32", "loading": "#b26a00", "offline": "#c62828", "error": "#c62828"}
-
-
-def _prompt_box(placeholder: str) -> QPlainTextEdit:
-    box = QPlainTextEdit()
-    box.setPlaceholderText(placeholder)
-    box.setTabChangesFocus(True)
-    box.setMaximumHeight(56)
-    return box
+HISTORY_HEIGHT = 96  # px: one row of thumbnails, its labels and a horizontal scroll bar
+THUMB = 56
+CANVAS_JOBS = (
+    ("add_foreground", "Add object", "Add object as layer: generate the foreground prompt into the "
+     "selection (or anywhere) of the visible canvas"),
+    ("add_background", "Add background", "Generate background for layer: a background prompt's "
+     "scene beneath the active layer, and their blend"),
+    ("harmonize", "Harmonize", "Harmonize selected layers: blend the selected transparent layers "
+     "into what lies beneath them"),
+)
 
 
 class Panel(QWidget):
@@ -60,150 +67,178 @@ class Panel(QWidget):
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.setObjectName("LayerFusionPanel")
-        outer = QVBoxLayout(self)
-
-        server_row = QHBoxLayout()
-        self.server_url = QLineEdit()
-        self.server_url.setToolTip("Address of the LayerFusion server")
-        self.start_server = QPushButton("Start local server")
-        server_row.addWidget(self.server_url, 1)
-        server_row.addWidget(self.start_server)
-        outer.addLayout(server_row)
-        self.connection = QLabel("Offline: not checked yet")
-        self.connection.setWordWrap(True)
-        outer.addWidget(self.connection)
-
-        form = QFormLayout()
-        self.foreground = _prompt_box("Foreground, e.g. a wine glass")
-        self.background = _prompt_box("Background, e.g. a wooden table at dusk")
-        self.negative = QLineEdit()
-        self.negative.setPlaceholderText("What none of the images should show")
-        self.blend = QComboBox()
-        for mode in protocol.BlendMode:
-            self.blend.addItem(mode.value, mode.value)
-        seed_row = QHBoxLayout()
-        self.seed = QDoubleSpinBox()  # a QSpinBox stops at 2**31 - 1; seeds go to 2**32 - 1
-        self.seed.setDecimals(0)
-        self.seed.setRange(0, protocol.MAX_SEED)
-        self.random_seed = QCheckBox("random")
-        self.dice = QToolButton()
-        self.dice.setText("Roll")
-        self.dice.setToolTip("Pick a new random seed")
-        seed_row.addWidget(self.seed, 1)
-        seed_row.addWidget(self.random_seed)
-        seed_row.addWidget(self.dice)
-        self.steps = QDoubleSpinBox()
-        self.steps.setDecimals(0)
-        self.steps.setRange(1, protocol.MAX_STEPS)
-        self.guidance = QDoubleSpinBox()
-        self.guidance.setRange(0.0, 30.0)
-        self.guidance.setSingleStep(0.5)
-        self.strength = QDoubleSpinBox()
-        self.strength.setRange(0.05, 1.0)
-        self.strength.setSingleStep(0.05)
-        form.addRow("Foreground", self.foreground)
-        form.addRow("Background", self.background)
-        form.addRow("Negative", self.negative)
-        form.addRow("Blend", self.blend)
-        form.addRow("Seed", seed_row)
-        form.addRow("Steps", self.steps)
-        form.addRow("Guidance", self.guidance)
-        form.addRow("Re-blend strength", self.strength)
-        outer.addLayout(form)
-
-        self.lora_box = QGroupBox("LoRAs")
-        lora_layout = QVBoxLayout(self.lora_box)
-        self.loras = LoraPicker()
-        lora_layout.addWidget(self.loras)
-        outer.addWidget(self.lora_box)
-
-        self.advanced = QGroupBox("Advanced")
-        self.advanced.setCheckable(True)
-        adv = QFormLayout(self.advanced)
-        self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(0.0, 1.0)
-        self.threshold.setSingleStep(0.05)
-        self.threshold.setToolTip("Mask threshold τ: how sure the priors must be that a pixel is the object")
-        self.coefficient = QDoubleSpinBox()
-        self.coefficient.setRange(0.0, 200.0)
-        self.coefficient.setSingleStep(1.0)
-        # The lowest value stands for a hard step (k = ∞): a spin box has no infinity.
-        self.coefficient.setSpecialValueText("step (∞)")
-        self.coefficient.setToolTip("Soft decision boundary k: higher = sharper object edge; low values leak")
-        self.mask_source = QComboBox()
-        for source in protocol.MaskSource:
-            self.mask_source.addItem(source.value, source.value)
-        self.content_prior = QComboBox()
-        for reading in protocol.ContentPrior:
-            self.content_prior.addItem(reading.value, reading.value)
-        self.resolution = QComboBox()
-        for label, pixels in RESOLUTIONS:
-            self.resolution.addItem(label, pixels)
-        adv.addRow("Threshold τ", self.threshold)
-        adv.addRow("Boundary k", self.coefficient)
-        adv.addRow("Mask source", self.mask_source)
-        adv.addRow("Content prior", self.content_prior)
-        adv.addRow("Resolution", self.resolution)
-        outer.addWidget(self.advanced)
-
-        buttons = QHBoxLayout()
-        self.generate = QPushButton("Generate into layers")
-        self.reblend = QPushButton("Regenerate blend")
-        self.cancel = QPushButton("Cancel")
-        self.cancel.setEnabled(False)
-        buttons.addWidget(self.generate)
-        buttons.addWidget(self.reblend)
-        buttons.addWidget(self.cancel)
-        outer.addLayout(buttons)
-        canvas_row = QHBoxLayout()  # jobs on the artist's own layers (also in Tools > Scripts)
-        self.canvas_buttons = {}
-        for kind, label, tip in (
-                ("add_foreground", "Add object", "Add object as layer: generate the foreground prompt into the "
-                 "selection (or anywhere) of the visible canvas"),
-                ("add_background", "Add background", "Generate background for layer: a background prompt's "
-                 "scene beneath the active layer, and their blend"),
-                ("harmonize", "Harmonize", "Harmonize selected layers: blend the selected transparent layers "
-                 "into what lies beneath them")):
-            button = QPushButton(label)
-            button.setToolTip(tip)
-            button.clicked.connect(lambda _checked=False, k=kind: self.canvas_job_clicked.emit(k))
-            canvas_row.addWidget(button)
-            self.canvas_buttons[kind] = button
-        outer.addLayout(canvas_row)
-        self.auto_reblend = QCheckBox("Auto re-blend when the foreground stops moving")
-        outer.addWidget(self.auto_reblend)
-        mask_row = QHBoxLayout()
-        self.insert_mask = QCheckBox("Also insert the mask")
-        self.insert_mask.setToolTip("Add the method's hard mask as a hidden layer “Mask” below the Foreground")
-        self.select_foreground = QPushButton("Select foreground")
-        self.select_foreground.setToolTip("Select the active LayerFusion Foreground's (or paint layer's) alpha")
-        self.blend_layers = QCheckBox("Blend as layers")
-        self.blend_layers.setToolTip("Also add the blend as Shadows (multiply) and Light (screen) layers, "
-                                     "the Blend going in hidden (Generate with the generative blend, "
-                                     "Add object, Add background, Harmonize)")
-        mask_row.addWidget(self.insert_mask, 1)
-        mask_row.addWidget(self.blend_layers)
-        mask_row.addWidget(self.select_foreground)
-        outer.addLayout(mask_row)
+        outer = FittingVBox(self)
+        outer.setContentsMargins(4, 4, 4, 4)  # a dock has its own frame; every pixel of width counts
+        outer.setSpacing(4)
+        outer.addLayout(self._build_connection())
+        outer.addLayout(self._build_prompts())
+        self.generate = pw.button("Generate into layers", "Generate foreground, background and blend "
+                                  "as new layers of the active document")
+        self.generate.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        outer.addWidget(self.generate)
+        outer.addLayout(self._build_actions())
+        outer.addLayout(self._build_basics())
+        outer.addLayout(self._build_options())
         self.progress = QProgressBar()
         self.progress.setFormat("step %v/%m")
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         outer.addWidget(self.progress)
+        self.preview = PreviewView()  # hidden until a job sends one
+        # A label showing a pixmap asks for the pixmap's width: Ignored lets the dock narrow again.
+        self.preview.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        outer.addWidget(self.preview)
         self.message = QLabel("")
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         outer.addWidget(self.message)
-        outer.addWidget(QLabel("History (double-click to insert again)"))
-        self.history = QListWidget()
-        self.history.setViewMode(QListWidget.ViewMode.IconMode)
-        self.history.setIconSize(QSize(72, 72))
-        self.history.setResizeMode(QListWidget.ResizeMode.Adjust)
-        self.history.setMaximumHeight(180)
-        outer.addWidget(self.history)
+        outer.addWidget(self._build_history())
+        for section in self._build_sections():
+            outer.addWidget(section)
         outer.addStretch(1)
 
         self.apply(Settings())
+        self._connect()
+
+    # ---- building ------------------------------------------------------------------------------
+    def _build_connection(self) -> QHBoxLayout:
+        """One line: the server's state and a small Start button; the address is in "Server"."""
+        row = QHBoxLayout()
+        self.connection = QLabel("Offline: not checked yet")
+        self.connection.setWordWrap(True)
+        self.start_server = QToolButton()
+        self.start_server.setText("Start")
+        self.start_server.setToolTip("Start the local LayerFusion server (the address is under Server)")
+        row.addWidget(self.connection, 1)
+        row.addWidget(self.start_server)
+        return row
+
+    def _build_prompts(self) -> QVBoxLayout:
+        column = QVBoxLayout()
+        column.setSpacing(4)
+        self.foreground = pw.prompt_box("Foreground: e.g. a wine glass", "Foreground prompt: the object, "
+                                        "generated with real transparency")
+        self.background = pw.prompt_box("Background: e.g. a wooden table at dusk", "Background prompt: the "
+                                        "scene behind it")
+        column.addWidget(self.foreground)
+        column.addWidget(self.background)
+        return column
+
+    def _build_actions(self) -> FlowLayout:
+        """Re-blend, Cancel and the jobs on the artist's own layers (also in Tools > Scripts); wraps."""
+        flow = FlowLayout(spacing=4)
+        self.reblend = pw.button("Regenerate blend", "Blend the current Foreground and Background again")
+        self.cancel = pw.button("Cancel", "Cancel the newest running job")
+        self.cancel.setEnabled(False)
+        flow.addWidget(self.reblend)
+        flow.addWidget(self.cancel)
+        self.canvas_buttons = {}
+        for kind, label, tip in CANVAS_JOBS:
+            button = pw.button(label, tip)
+            button.clicked.connect(lambda _checked=False, k=kind: self.canvas_job_clicked.emit(k))
+            flow.addWidget(button)
+            self.canvas_buttons[kind] = button
+        return flow
+
+    def _build_basics(self) -> QFormLayout:
+        form = pw.form()
+        self.blend = pw.combo([(mode.value, mode.value) for mode in protocol.BlendMode],
+                            "How the foreground is blended into the background")
+        # "random" sits on the label's line, so the seed's own line needs only the number and Roll.
+        seed_label = QWidget()
+        label_row = QHBoxLayout(seed_label)
+        label_row.setContentsMargins(0, 0, 0, 0)
+        self.random_seed = pw.check("random", "A new random seed for every job")
+        label_row.addWidget(QLabel("Seed"))
+        label_row.addStretch(1)
+        label_row.addWidget(self.random_seed)
+        seed_row = QHBoxLayout()
+        # A QSpinBox stops at 2**31 - 1; seeds go to 2**32 - 1.
+        self.seed = pw.spin(0, protocol.MAX_SEED, decimals=0)
+        self.seed.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.dice = QToolButton()
+        self.dice.setText("Roll")
+        self.dice.setToolTip("Pick a new random seed")
+        seed_row.addWidget(self.seed, 1)
+        seed_row.addWidget(self.dice)
+        self.steps = pw.spin(1, protocol.MAX_STEPS, decimals=0, tip="Denoising steps")
+        form.addRow("Blend", self.blend)
+        form.addRow(seed_label, seed_row)
+        form.addRow("Steps", self.steps)
+        return form
+
+    def _build_options(self) -> FlowLayout:
+        flow = FlowLayout(spacing=6)
+        self.auto_reblend = pw.check("Auto re-blend", "Re-blend automatically when the foreground stops moving")
+        self.insert_mask = pw.check("Insert mask", "Also insert the method's hard mask as a hidden layer "
+                                  "“Mask” below the Foreground")
+        self.blend_layers = pw.check("Blend as layers", "Also add the blend as Shadows (multiply) and Light "
+                                   "(screen) layers, the Blend going in hidden (Generate with the generative "
+                                   "blend, Add object, Add background, Harmonize)")
+        self.select_foreground = pw.button("Select foreground", "Select the active LayerFusion Foreground's "
+                                         "(or paint layer's) alpha")
+        for widget in (self.auto_reblend, self.insert_mask, self.blend_layers, self.select_foreground):
+            flow.addWidget(widget)
+        return flow
+
+    def _build_history(self) -> QWidget:
+        """A strip of thumbnails, newest left; it scrolls sideways instead of taking the dock's height."""
+        self.history = QListWidget()
+        self.history.setToolTip("Results of this session and the server's; double-click one to insert it again")
+        self.history.setViewMode(QListWidget.ViewMode.IconMode)
+        self.history.setFlow(QListWidget.Flow.LeftToRight)
+        self.history.setWrapping(False)
+        self.history.setMovement(QListWidget.Movement.Static)
+        self.history.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.history.setIconSize(QSize(THUMB, THUMB))
+        self.history.setGridSize(QSize(THUMB + 16, THUMB + 18))
+        self.history.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.history.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.history.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
+        self.history.setFixedHeight(HISTORY_HEIGHT)
+        self.history.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        return self.history
+
+    def _build_sections(self) -> List[Collapsible]:
+        """The folded-away settings: prompt extras, LoRAs, the method (``advanced``), the server."""
+        self.prompt_box = Collapsible("Prompt options", tooltip="Negative prompt, guidance, re-blend strength")
+        form = pw.form()
+        self.negative = QLineEdit()
+        self.negative.setPlaceholderText("What none of the images should show")
+        self.guidance = pw.spin(0.0, 30.0, 0.5, tip="Classifier-free guidance: how closely to follow the prompts")
+        self.strength = pw.spin(0.05, 1.0, 0.05, tip="How much a re-blend may change the blend")
+        form.addRow("Negative", self.negative)
+        form.addRow("Guidance", self.guidance)
+        form.addRow("Re-blend strength", self.strength)
+        self.prompt_box.body.addLayout(form)
+
+        self.lora_box = Collapsible("LoRAs", tooltip="Extra LoRA weights for the model")
+        self.loras = self.lora_box.add(LoraPicker())
+
+        self.advanced = Collapsible("Method", tooltip="The method's mask and blend options, and the resolution")
+        form = pw.form()
+        self.threshold = pw.spin(0.0, 1.0, 0.05, tip="Mask threshold τ: how sure the priors must be "
+                                 "that a pixel is the object")
+        self.coefficient = pw.spin(0.0, 200.0, 1.0, tip="Soft decision boundary k: higher = sharper "
+                                   "object edge; low values leak")
+        # The lowest value stands for a hard step (k = ∞): a spin box has no infinity.
+        self.coefficient.setSpecialValueText("step (∞)")
+        self.mask_source = pw.combo([(s.value, s.value) for s in protocol.MaskSource], "Where the mask comes from")
+        self.content_prior = pw.combo([(r.value, r.value) for r in protocol.ContentPrior], "The content prior")
+        self.resolution = pw.combo(RESOLUTIONS, "Generation size; the result is scaled to the canvas")
+        form.addRow("Threshold τ", self.threshold)
+        form.addRow("Boundary k", self.coefficient)
+        form.addRow("Mask source", self.mask_source)
+        form.addRow("Content prior", self.content_prior)
+        form.addRow("Resolution", self.resolution)
+        self.advanced.body.addLayout(form)
+
+        self.server_box = Collapsible("Server", tooltip="The LayerFusion server's address")
+        self.server_url = self.server_box.add(QLineEdit())
+        self.server_url.setToolTip("Address of the LayerFusion server")
+        return [self.prompt_box, self.lora_box, self.advanced, self.server_box]
+
+    def _connect(self) -> None:
         self.dice.clicked.connect(self.roll_seed)
         self.random_seed.toggled.connect(lambda on: self.seed.setEnabled(not on))
         self.generate.clicked.connect(self.generate_clicked)
@@ -251,7 +286,7 @@ class Panel(QWidget):
             self.insert_mask.setChecked(values.insert_mask)
             self.blend_layers.setChecked(values.blend_layers)
             self.loras.set_choices(values.lora_choices())
-            self.advanced.setChecked(False)
+            self.advanced.set_expanded(False)  # method options start folded away
         finally:
             self.blockSignals(False)
         self._token = values.token
@@ -295,10 +330,14 @@ class Panel(QWidget):
     def set_running(self, running: bool) -> None:
         self.cancel.setEnabled(running)
         if not running:
+            self.progress.setFormat("step %v/%m")
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
+            self.preview.clear_preview()
 
-    def set_progress(self, step: int, total: int) -> None:
+    def set_progress(self, step: int, total: int, phase: str = "") -> None:
+        """The bar names the stage: the prior pass, denoising, and decoding once every step is done."""
+        self.progress.setFormat(progress_format(step, total, phase))
         self.progress.setRange(0, max(1, total))
         self.progress.setValue(min(step, max(1, total)))
 
@@ -325,6 +364,15 @@ class Panel(QWidget):
         self.history.insertItem(0 if newest else self.history.count(), item)
         while self.history.count() > max(1, getattr(self, "_history_limit", 12)):
             self.history.takeItem(self.history.count() - 1)
+
+
+def progress_format(step: int, total: int, phase: str) -> str:
+    """QProgressBar text (%v: value, %m: maximum) for a server phase ("prior", "denoise" or unknown)."""
+    if phase == "prior":
+        return "Prior pass %v/%m"
+    if total and step >= total:
+        return "Decoding…"
+    return "Denoising %v/%m" if phase == "denoise" else "Step %v/%m"
 
 
 def _select(combo: QComboBox, data: Any) -> bool:

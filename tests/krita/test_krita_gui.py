@@ -131,6 +131,25 @@ def test_layers_docker_lists_the_group(gui):
     assert gui["layer_docker_rows"] == 2
 
 
+def test_docker_is_visible_with_generate_inside_the_window(gui):
+    x, y, w, h, button_visible, dock_visible = gui["generate_button"]
+    wx, wy, ww, wh = gui["window"]
+    assert dock_visible and button_visible
+    assert w > 40 and h > 10  # not squeezed to nothing
+    assert wx <= x and x + w <= wx + ww and wy <= y and y + h <= wy + wh
+    # ... and inside the docker's first view (no scrolling), at the size Krita gives a new docker
+    vx, vy, vw, vh = gui["docker_view"]
+    assert vx <= x and x + w <= vx + vw and vy <= y and y + h <= vy + vh, (gui["generate_button"], gui["docker_view"])
+
+
+def test_committed_screenshot_is_a_real_krita_window():
+    """docs/screenshot.png is this test's screenshot (artifacts/krita_gui.png), copied by hand."""
+    data = (REPO / "docs" / "screenshot.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    assert (width, height) == (1600, 1000)  # the Xvfb screen the GUI test runs on
+
+
 def test_screenshot_written(gui):
     shot = Path(gui["screenshot"])
     assert gui["screenshot_saved"] and shot.stat().st_size > 10000

@@ -20,8 +20,9 @@ def generate_body(**extra):
 
 def run_job(api, body, spin, on_start=None):
     run = JobRun(api, body)
-    seen = {"progress": [], "states": [], "outcome": None}
-    run.progress.connect(lambda step, total: seen["progress"].append((step, total)))
+    seen = {"progress": [], "states": [], "outcome": None, "previews": []}
+    run.progress.connect(lambda step, total, phase: seen["progress"].append((step, total, phase)))
+    run.preview.connect(seen["previews"].append)
     run.state_changed.connect(seen["states"].append)
     run.finished.connect(lambda outcome: seen.__setitem__("outcome", outcome))
     run.start()
@@ -60,12 +61,16 @@ def test_health_reports_offline_with_reason(qapp, spin):
 
 
 def test_generate_streams_progress_and_fetches_images(qapp, live_backend, spin):
-    seen = run_job(Api(live_backend.url), generate_body(), spin)
+    seen = run_job(Api(live_backend.url), generate_body(steps=5), spin)
     outcome = seen["outcome"]
     assert outcome.state == "done", outcome.error
     assert seen["progress"], "no progress events arrived"
-    step, total = seen["progress"][-1]
-    assert step == total and total >= 2
+    step, total, phase = seen["progress"][-1]
+    assert step == total and total >= 2 and phase == "denoise"
+    # the restart prior pass first, then the denoising steps (decoding follows step == total)
+    phases = [p for _s, _t, p in seen["progress"]]
+    assert "prior" in phases and phases == sorted(phases, key=["prior", "denoise"].index)
+    assert seen["previews"] and all(decode_png(png).width() > 0 for png in seen["previews"])
     assert "running" in seen["states"]
     assert set(outcome.images) == {"foreground", "background", "blend"}
     fg = decode_png(outcome.images["foreground"])
@@ -80,7 +85,7 @@ def test_cancel_stops_a_running_job(qapp, live_backend, spin):
     progress = []
 
     def cancel_after_first_step(run):
-        run.progress.connect(lambda step, total: (progress.append(step), run.cancel()))
+        run.progress.connect(lambda step, total, phase: (progress.append(step), run.cancel()))
 
     seen = run_job(api, body, spin, on_start=cancel_after_first_step)
     outcome = seen["outcome"]

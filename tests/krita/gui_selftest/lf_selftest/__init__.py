@@ -58,10 +58,7 @@ def scenario(facts):
     dockers = [d for d in app.dockers() if d.objectName() == "layerfusion_docker"]
     facts["docker_found"] = bool(dockers)
     docker = dockers[0]
-    for other in app.dockers():  # room for the LayerFusion docker in the screenshot
-        if other.objectName() not in ("layerfusion_docker", "KisLayerBox"):
-            other.hide()
-    docker.show()
+    docker.show()  # in the default workspace, beside Krita's own dockers
     docker.raise_()
     panel, controller = docker.panel, docker.controller
     panel.apply(Settings(server_url=CFG["url"], foreground_prompt="a wine glass",
@@ -198,6 +195,17 @@ class SelfTest(Extension):
                 QApplication.processEvents()
                 time.sleep(0.005)
             facts["layer_docker_rows"] = _layer_rows()
+            # The docker in the default workspace: visible, its Generate button inside Krita's window.
+            dock = [d for d in Krita.instance().dockers() if d.objectName() == "layerfusion_docker"][0]
+            button = dock.panel.generate
+            top_left = button.mapToGlobal(button.rect().topLeft())
+            window = Krita.instance().activeWindow().qwindow().frameGeometry()
+            facts["generate_button"] = [top_left.x(), top_left.y(), button.width(), button.height(),
+                                        button.isVisible(), dock.isVisible()]
+            facts["window"] = [window.x(), window.y(), window.width(), window.height()]
+            view = dock.widget().viewport()  # the docker's scroll area: what shows without scrolling
+            corner = view.mapToGlobal(view.rect().topLeft())
+            facts["docker_view"] = [corner.x(), corner.y(), view.width(), view.height()]
             shot = QApplication.primaryScreen().grabWindow(0)
             facts["screenshot_saved"] = shot.save(CFG["screenshot"], "PNG")
         except Exception:
