@@ -80,7 +80,7 @@ class Panel(QWidget):
         outer.addLayout(self._build_basics())
         outer.addLayout(self._build_options())
         self.progress = QProgressBar()
-        self.progress.setFormat("step %v/%m")
+        self.progress.setFormat(progress_format(0, 0, ""))
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         outer.addWidget(self.progress)
@@ -330,7 +330,7 @@ class Panel(QWidget):
     def set_running(self, running: bool) -> None:
         self.cancel.setEnabled(running)
         if not running:
-            self.progress.setFormat("step %v/%m")
+            self.progress.setFormat(progress_format(0, 0, ""))
             self.progress.setRange(0, 1)
             self.progress.setValue(0)
             self.preview.clear_preview()
