@@ -7,7 +7,8 @@ looks like a result.
 """
 from typing import Any, Optional
 
-from .qt import QImage, QLabel, QPixmap, Qt, QWidget
+from .pixels import ImageError, decode_png
+from .qt import QLabel, QPixmap, Qt, QWidget
 
 MIN_SIDE = 160  # px: big enough to judge composition and light at a glance
 
@@ -26,8 +27,9 @@ class PreviewView(QLabel):
 
     def show_png(self, png: bytes) -> bool:
         """Decode and show one preview; False (and nothing changed) if it is not an image."""
-        image = QImage.fromData(png, "PNG")
-        if image.isNull():
+        try:
+            image = decode_png(png)
+        except ImageError:
             return False
         self.image = image
         self.frames += 1

@@ -86,6 +86,7 @@ QAction: Any = getattr(_gui, "QAction", None) or _widgets.QAction
 QColor: Any = _gui.QColor
 QIcon: Any = _gui.QIcon
 QImage: Any = _gui.QImage
+QImageReader: Any = _gui.QImageReader
 QKeySequence: Any = _gui.QKeySequence
 QPainter: Any = _gui.QPainter
 QPixmap: Any = _gui.QPixmap
