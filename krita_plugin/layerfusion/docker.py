@@ -61,6 +61,7 @@ class Panel(QWidget):
     select_foreground_clicked = pyqtSignal()
     canvas_job_clicked = pyqtSignal(str)  # add_foreground, add_background or harmonize
     start_server_clicked = pyqtSignal()
+    stop_server_clicked = pyqtSignal()  # only offered for the server this Krita started
     reinsert_requested = pyqtSignal(str)  # job id
     settings_changed = pyqtSignal()
 
@@ -102,15 +103,16 @@ class Panel(QWidget):
 
     # ---- building ------------------------------------------------------------------------------
     def _build_connection(self) -> QHBoxLayout:
-        """One line: the server's state and a small Start button; the address is in "Server"."""
+        """One line: the server's state and a small Start/Stop button; the address is in "Server"."""
         row = QHBoxLayout()
         self.connection = QLabel("Offline: not checked yet")
         self.connection.setWordWrap(True)
-        self.start_server = QToolButton()
-        self.start_server.setText("Start")
-        self.start_server.setToolTip("Start the local LayerFusion server (the address is under Server)")
+        self.server_button = QToolButton()
+        self._own_server = False
+        self._connection_kind = "offline"
         row.addWidget(self.connection, 1)
-        row.addWidget(self.start_server)
+        row.addWidget(self.server_button)
+        self._show_server_button()
         return row
 
     def _build_prompts(self) -> QVBoxLayout:
@@ -245,7 +247,8 @@ class Panel(QWidget):
         self.reblend.clicked.connect(self.reblend_clicked)
         self.cancel.clicked.connect(self.cancel_clicked)
         self.select_foreground.clicked.connect(self.select_foreground_clicked)
-        self.start_server.clicked.connect(self.start_server_clicked)
+        self.server_button.clicked.connect(
+            lambda: (self.stop_server_clicked if self._own_server else self.start_server_clicked).emit())
         self.history.itemDoubleClicked.connect(lambda item: self.reinsert_requested.emit(item.data(Qt.ItemDataRole.UserRole)))
         for box in (self.foreground, self.background):
             box.textChanged.connect(self.settings_changed)
@@ -325,7 +328,23 @@ class Panel(QWidget):
         self.connection.setText(text)
         self.connection.setProperty("state", kind)
         self.connection.setStyleSheet("color: %s" % _STATE_COLOURS.get(kind, "palette(text)"))
-        self.start_server.setEnabled(kind == "offline")
+        self._connection_kind = kind
+        self._show_server_button()
+
+    def set_own_server(self, running: bool) -> None:
+        """Whether the server this Krita started is running: the button then offers to stop it."""
+        self._own_server = running
+        self._show_server_button()
+
+    def _show_server_button(self) -> None:
+        if self._own_server:
+            self.server_button.setText("Stop")
+            self.server_button.setToolTip("Stop the local server this Krita started")
+            self.server_button.setEnabled(True)
+        else:
+            self.server_button.setText("Start")
+            self.server_button.setToolTip("Start the local LayerFusion server (the address is under Server)")
+            self.server_button.setEnabled(self._connection_kind == "offline")
 
     def set_running(self, running: bool) -> None:
         self.cancel.setEnabled(running)

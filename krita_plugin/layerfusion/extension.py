@@ -110,6 +110,9 @@ class LayerFusionDocker(DockWidget):
         self.auto.set_enabled(self.panel.auto_reblend.isChecked())
         self.panel.start_server_clicked.connect(lambda: CORE.server.start(self.panel.values().server_url))
         CORE.server.message.connect(self.panel.show_message)
+        self.panel.stop_server_clicked.connect(CORE.server.request_stop)
+        CORE.server.running_changed.connect(self.panel.set_own_server)
+        self.panel.set_own_server(CORE.server.running())
         CORE.server.message.connect(lambda _m: QTimer.singleShot(1000, self.controller.monitor.poll))
 
     def canvasChanged(self, canvas) -> None:  # Krita's name (camelCase)

@@ -1,8 +1,8 @@
 """The "Start local server" button: runs ``python -m backend serve`` from the install's server.json.
 
 install.py writes ``server.json`` ({"python": ..., "repo": ...}) beside this module. Only the process
-started here is ever stopped here (on request and when Krita quits); a server started elsewhere is
-left alone.
+started here is ever stopped here (by the docker's Stop button, without waiting, and when Krita quits);
+a server started elsewhere is left alone.
 """
 import json
 import os
@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from typing import List, Optional
 from urllib.parse import urlparse
 
-from .qt import QObject, QProcess, pyqtSignal
+from .qt import QObject, QProcess, QTimer, pyqtSignal
 
+KILL_AFTER_MS = 5000  # a server that ignores SIGTERM this long is killed
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "server.json")
 
 
@@ -45,11 +46,13 @@ def serve_arguments(server_url: str, model: str = "") -> List[str]:
 
 class LocalServer(QObject):
     message = pyqtSignal(str)  # plain-words news for the docker
+    running_changed = pyqtSignal(bool)  # whether the process started here runs (the docker's Start/Stop)
 
     def __init__(self, config_path: str = CONFIG, parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self.config_path = config_path
         self.process: Optional[QProcess] = None
+        self._stopping = False
 
     def running(self) -> bool:
         return self.process is not None and self.process.state() != QProcess.ProcessState.NotRunning
@@ -71,16 +74,35 @@ class LocalServer(QObject):
         process.finished.connect(self._ended)
         process.errorOccurred.connect(lambda _e: self.message.emit("The local server failed: %s" % process.errorString()))
         self.process = process
+        self._stopping = False
         process.start(config.python, serve_arguments(server_url, config.model))
         self.message.emit("Starting the local server (the model loads for a while)…")
+        self.running_changed.emit(True)
         return True
 
     def _ended(self, code: int, _status: object) -> None:
-        if self.process is not None:
-            tail = bytes(self.process.readAll()).decode("utf-8", errors="replace").strip().splitlines()[-3:]
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if self._stopping:
+            self.message.emit("The local server was stopped.")
+        else:
+            tail = bytes(process.readAll()).decode("utf-8", errors="replace").strip().splitlines()[-3:]
             self.message.emit("The local server stopped (exit %d). %s" % (code, " ".join(tail)))
+        process.deleteLater()
+        self.running_changed.emit(False)
+
+    def request_stop(self) -> None:
+        """Ask the server started here to quit; the UI thread does not wait (``running_changed`` tells)."""
+        process = self.process
+        if process is None or not self.running():
+            return
+        self._stopping = True
+        process.terminate()
+        QTimer.singleShot(KILL_AFTER_MS, lambda: self.process is process and process.kill())
 
     def stop(self) -> None:
+        """Stop the server started here and wait for it: for Krita quitting, when no docker listens."""
         process, self.process = self.process, None
         if process is None or process.state() == QProcess.ProcessState.NotRunning:
             return

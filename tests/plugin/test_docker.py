@@ -67,7 +67,7 @@ def test_connection_state_is_shown(qapp, live_backend, spin):
     panel, controller, _, _ = make(qapp, live_backend.url)
     spin(lambda: panel.connection.property("state") == "connected")
     assert "tiny" in panel.connection.text()
-    assert not panel.start_server.isEnabled()
+    assert not panel.server_button.isEnabled()
     controller.shutdown()
 
 
@@ -76,7 +76,7 @@ def test_offline_server_is_shown_with_reason(qapp, spin):
         panel, controller, _, _ = make(qapp, "http://127.0.0.1:%d" % port)
         spin(lambda: "nothing is listening" in panel.connection.text())
     assert panel.connection.property("state") == "offline"
-    assert panel.start_server.isEnabled()
+    assert panel.server_button.isEnabled()
     controller.shutdown()
 
 

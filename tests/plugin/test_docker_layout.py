@@ -103,7 +103,7 @@ def test_nothing_is_cut_with_every_section_open(qapp, size):
 def test_prompts_and_generate_are_visible_without_scrolling(qapp):
     panel = shown(qapp, *NARROW)
     view = QRect(0, 0, *NARROW)
-    for widget in (panel.foreground, panel.background, panel.generate, panel.connection, panel.start_server):
+    for widget in (panel.foreground, panel.background, panel.generate, panel.connection, panel.server_button):
         assert inside(panel, widget, view), describe(widget)
     # The everyday order: prompts, Generate, then its companions, then blend, seed and steps.
     y = [w.mapTo(panel, QPoint(0, 0)).y() for w in (panel.foreground, panel.background, panel.generate,
@@ -151,8 +151,8 @@ def test_button_rows_wrap_instead_of_cutting(qapp):
 
 def test_connection_line_is_compact_and_texts_are_short(qapp):
     panel = shown(qapp, *NARROW)
-    assert isinstance(panel.start_server, QToolButton) and panel.start_server.toolTip()
-    assert panel.start_server.width() < NARROW[0] // 3
+    assert isinstance(panel.server_button, QToolButton) and panel.server_button.toolTip()
+    assert panel.server_button.width() < NARROW[0] // 3
     for check in (panel.auto_reblend, panel.insert_mask, panel.blend_layers, panel.random_seed):
         assert len(check.text()) <= 16 and check.toolTip(), check.text()
     panel.deleteLater()

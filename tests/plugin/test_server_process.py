@@ -47,3 +47,41 @@ def test_starts_and_stops_only_its_own_server(qapp, tmp_path, spin, layerfusion_
         finally:
             monitor.stop()
             server.stop()  # a no-op once stopped; on a failure, no server is left behind
+
+
+def test_the_docker_stop_button_stops_its_own_server_without_waiting(qapp, tmp_path, spin, layerfusion_cache):
+    from layerfusion.docker import Panel
+
+    config = tmp_path / "server.json"
+    config.write_text(json.dumps({"python": sys.executable, "repo": str(REPO), "model": "tiny"}))
+    with reserved_port() as port:
+        url = "http://127.0.0.1:%d" % port
+        server = LocalServer(str(config))
+        panel = Panel()
+        # The wiring extension.py does for each docker.
+        panel.start_server_clicked.connect(lambda: server.start(url))
+        panel.stop_server_clicked.connect(server.request_stop)
+        server.running_changed.connect(panel.set_own_server)
+        server.message.connect(panel.show_message)
+        monitor = HealthMonitor(Api(url), interval_ms=300)
+        monitor.changed.connect(lambda state: panel.set_connection(state.kind, state.text))
+        try:
+            panel.set_connection("offline", "Offline")
+            assert panel.server_button.text() == "Start" and panel.server_button.isEnabled()
+            panel.server_button.click()
+            assert server.running() and panel.server_button.text() == "Stop"
+            monitor.start()
+            spin(lambda: monitor.state.kind == "connected")
+            assert panel.server_button.text() == "Stop" and panel.server_button.isEnabled()
+            process = server.process
+            panel.server_button.click()  # returns at once: the process is still quitting
+            spin(lambda: not server.running())
+            assert process.exitStatus() == QProcess.ExitStatus.NormalExit  # SIGTERM handled, not killed
+            assert panel.server_button.text() == "Start"
+            assert "was stopped" in panel.message.text()
+            monitor.poll()
+            spin(lambda: monitor.state.kind == "offline")
+            assert panel.server_button.isEnabled()
+        finally:
+            monitor.stop()
+            server.stop()
