@@ -116,6 +116,16 @@ class Interaction(str, enum.Enum):
 class Sampler(str, enum.Enum):
     euler = "euler"
     dpmpp_2m_karras = "dpmpp_2m_karras"
+    # What step-distilled models were trained with (the fast presets pick one; a request may too).
+    euler_trailing = "euler_trailing"  # Euler on trailing timesteps: SDXL-Lightning
+    euler_ancestral_trailing = "euler_ancestral_trailing"  # SDXL-Turbo
+    lcm = "lcm"  # LCM-LoRA, DMD2
+    tcd = "tcd"  # Hyper-SD
+
+
+class Speed(str, enum.Enum):
+    quality = "quality"  # the model as loaded, with the request's sampler, steps and guidance
+    fast = "fast"  # the server's step-distilled preset: its LoRA or distilled checkpoint, sampler, guidance
 
 
 @dataclass
@@ -180,6 +190,11 @@ BLEND_LAYERS_DOC = (
     "reproduces the blend, hidden it is the plain composite."
 )
 LORAS_DOC = "LoRAs applied to this job, in order; none = the model alone. A name may appear once."
+SPEED_DOC = (
+    "quality: the model as loaded. fast: a step-distilled preset (Health.fast says which) that picks the "
+    "sampler and guidance it was distilled for (options.sampler and guidance are then not used); steps must "
+    "lie within the preset's range."
+)
 
 
 def check_loras(loras: "List[LoraChoice]", prefix: str = "") -> None:
@@ -211,9 +226,17 @@ class JobSettings:
     loras: List[LoraChoice] = spec(default_factory=list, max_items=MAX_LORAS, doc=LORAS_DOC)
     options: MethodOptions = spec(default_factory=MethodOptions, doc="Method options.")
     blend_layers: bool = spec(False, doc=BLEND_LAYERS_DOC)
+    speed: Speed = spec(Speed.quality, doc=SPEED_DOC)
+    fast_lora: Optional[str] = spec(
+        None, nonblank=True, max_length=MAX_LORA_NAME_CHARS,
+        doc="With speed 'fast': the step-distilled LoRA to use, as GET /v1/models lists it (its name says "
+        "which distillation it is: lightning, hyper, dmd2 or lcm); unset = the server's preset.",
+    )
 
     def check_settings(self, prefix: str) -> None:
         check_loras(self.loras, prefix)
+        if self.fast_lora is not None and self.speed is not Speed.fast:
+            raise Unprocessable("invalid_field", "fast_lora is used only with speed 'fast'", prefix + "fast_lora")
 
 
 @dataclass
@@ -623,6 +646,19 @@ class ProgressEvent:
 
 
 @dataclass
+class FastPreset:
+    """What speed 'fast' runs on this server."""
+
+    family: str = spec(doc="The distillation: 'lightning', 'hyper', 'dmd2', 'lcm' or 'turbo'.")
+    source: str = spec(doc="The distilled LoRA's name, or 'model' when the served checkpoint is distilled.")
+    sampler: Sampler = spec(doc="The scheduler it was distilled for.")
+    guidance: float = spec(doc="The guidance it runs at; <= 1: only the conditional rows run.")
+    min_steps: int = spec(minimum=1, doc="Fewest steps a fast job may ask for.")
+    max_steps: int = spec(minimum=1, doc="Most steps a fast job may ask for.")
+    default_steps: int = spec(minimum=1, doc="The steps it was distilled for.")
+
+
+@dataclass
 class Health:
     """Answer of GET /v1/health."""
 
@@ -634,6 +670,7 @@ class Health:
     queue_length: int = spec(0, minimum=0, doc="Jobs queued or running.")
     error: Optional[str] = spec(None, doc="Why the model could not load; only in state 'error'.")
     auth: bool = spec(False, doc="Whether requests need a bearer token.")
+    fast: Optional[FastPreset] = spec(None, doc="The preset speed 'fast' runs; absent when none is configured.")
 
 
 @dataclass
