@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -22,6 +23,7 @@ from shared.protocol import (
     MaskSource,
     PriorMode,
     Sampler,
+    Speed,
     parse_job_request,
 )
 
@@ -51,7 +53,10 @@ def add_job_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blend-layers", action="store_true",
                         help="also split the blend into Shadows (multiply) and Light (screen) layers")
     parser.add_argument("--negative", default="", help="negative prompt")
-    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="denoising steps (default 25; with --fast the steps the preset was distilled for)")
+    parser.add_argument("--fast", action="store_true",
+                        help="speed 'fast': the step-distilled preset of --fast-lora / --fast-family")
     parser.add_argument("--guidance", type=float, default=7.0)
     parser.add_argument("--seed", type=int, default=None, help="default: random (written to params.json)")
     parser.add_argument("--lora", action="append", default=[], metavar="NAME[:STRENGTH]",
@@ -104,8 +109,11 @@ def parse_lora(text: str) -> dict[str, Any]:
 def job_fields(args: argparse.Namespace) -> dict[str, Any]:
     """The request fields every job command takes, as wire JSON for the protocol to check."""
     data = {"blend_prompt": args.blend_prompt, "blend_layers": args.blend_layers,
-            "negative_prompt": args.negative, "steps": args.steps, "guidance": args.guidance,
-            "options": _options(args), "loras": [parse_lora(text) for text in args.lora]}
+            "negative_prompt": args.negative, "guidance": args.guidance,
+            "options": _options(args), "loras": [parse_lora(text) for text in args.lora],
+            "speed": "fast" if args.fast else "quality"}
+    if args.steps is not None:
+        data["steps"] = args.steps
     if args.seed is not None:
         data["seed"] = args.seed
     return data
@@ -158,11 +166,18 @@ def run_job(args: argparse.Namespace, request) -> int:
 
     from backend.export.layer_stack import light_job_stack
     from backend.export.openraster import write_openraster
+    from backend.models.distilled import DistilledError
     from backend.models.loading import ModelNotAvailable
     from backend.pipeline.engine import Engine
     from backend.pipeline.faults import is_out_of_memory, out_of_memory_message
 
-    engine = Engine(load_options(args))
+    try:
+        engine = Engine(load_options(args))
+    except DistilledError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if engine.fast is not None and request.speed is Speed.fast and args.steps is None:
+        request = dataclasses.replace(request, steps=engine.fast.default_steps)
     bar = tqdm(desc=request.kind.value, unit="step", file=sys.stderr, delay=0.1)
 
     def on_step(update) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from backend.models import prediction
+from backend.models.distilled import FAMILIES
 from backend.models.options import LoadOptions
 
 
@@ -30,6 +31,12 @@ def add_model_arguments(parser: argparse.ArgumentParser, default_model: str) -> 
                        help="LoRA files kept loaded between jobs (default %(default)s)")
     group.add_argument("--allow-download", action="store_true",
                        help="fetch missing sdxl files into the Hugging Face cache before loading")
+    group.add_argument("--fast-lora", default=None, metavar="NAME",
+                       help="the step-distilled LoRA speed 'fast' applies (e.g. sdxl_lightning_4step_lora."
+                            "safetensors in a LoRA folder); its name says the distillation unless --fast-family does")
+    group.add_argument("--fast-family", default=None, choices=sorted(FAMILIES),
+                       help="the distillation of --fast-lora; without --fast-lora: the served checkpoint is "
+                            "distilled (a merged Turbo or Lightning model)")
 
 
 def load_options(args: argparse.Namespace) -> LoadOptions:
@@ -37,4 +44,5 @@ def load_options(args: argparse.Namespace) -> LoadOptions:
                        vae=args.vae, cpu_offload=args.cpu_offload, vae_tiling=args.vae_tiling,
                        attention_slicing=args.attention_slicing, allow_download=args.allow_download,
                        prediction=getattr(args, "prediction", "auto"), lora_dirs=list(args.lora_dir),
-                       lora_cache=args.lora_cache)
+                       lora_cache=args.lora_cache, fast_lora=getattr(args, "fast_lora", None),
+                       fast_family=getattr(args, "fast_family", None))

@@ -36,3 +36,7 @@ class LoadOptions:
     lora_dirs: list[str] = field(default_factory=list)
     # LoRA files kept loaded as adapters between jobs (least recently used ones are unloaded).
     lora_cache: int = 4
+    # Speed 'fast': a step-distilled LoRA (its name as the LoRA folders list it) and/or the distillation
+    # family (backend.models.distilled.FAMILIES); a family alone says the served checkpoint is distilled.
+    fast_lora: Optional[str] = None
+    fast_family: Optional[str] = None

@@ -34,7 +34,7 @@ from backend.pipeline.masks import LayerStack, MaskSet, hard_mask, resample
 from backend.pipeline.priors import eos_position
 from backend.pipeline.progress import CancelCheck, StepCallback, StepInfo
 from backend.pipeline.runs import FG, LayerFusionOutput, Reporter, Run, check_cancel
-from backend.pipeline.schedulers import make_scheduler, nearest_step
+from backend.pipeline.schedulers import make_scheduler, nearest_step, scheduler_step
 from shared.protocol import MethodOptions, PriorMode
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def harmonize(pipe: "LayerFusionPipeline", foregrounds: list[torch.Tensor], back
             model_in = scheduler.scale_model_input(rows, t)
             eps = pipe.unet(model_in, t, **cond.unet_kwargs(), return_dict=False)[0]
             eps = pipe._guide(eps[bl:bl + 1], eps[bl + 1:bl + 2], sampling.guidance_scale) if guided else eps[bl:]
-            latent = scheduler.step(eps, t, latent, return_dict=False)[0]
+            latent = scheduler_step(scheduler, eps, t, latent, sampling.generator)
             report(StepInfo(i + 1, len(timesteps), "denoise", int(t)), latent[0])
     blend = decoding.decode_rgb(pipe.vae, latent)[0]
     return LayerFusionOutput(blend=blend, info={"unet_steps": len(timesteps), "unet_rows": layout.rows})
@@ -198,7 +198,7 @@ def add_background(pipe: "LayerFusionPipeline", foreground: torch.Tensor, foregr
             model_in = scheduler.scale_model_input(rows, t)
             eps = pipe.unet(model_in, t, **cond.unet_kwargs(), return_dict=False)[0]
             eps = pipe._guide(eps[:2], eps[3:], sampling.guidance_scale) if guided else eps[1:]
-            latents = scheduler.step(eps, t, latents, return_dict=False)[0]
+            latents = scheduler_step(scheduler, eps, t, latents, sampling.generator)
             report(StepInfo(i + 1, steps, "denoise", int(t)), latents[1])
     rgb = decoding.decode_rgb(pipe.vae, latents)
     return LayerFusionOutput(background=rgb[0], blend=rgb[1], info={"unet_steps": steps, "unet_rows": layout.rows})
@@ -258,7 +258,8 @@ def add_foreground(pipe: "LayerFusionPipeline", background: torch.Tensor, foregr
                options=options, steps=steps, guidance=sampling.guidance_scale, guided=guided,
                latent_size=latent_size, block=block, state=state,
                report=Reporter(sampling.callback_on_step, prior_index + 1 + steps, sampling.preview),
-               should_cancel=sampling.should_cancel, region=region, confine=confine if target else None)
+               should_cancel=sampling.should_cancel, region=region, confine=confine if target else None,
+               generator=sampling.generator)
     noise = randn_tensor((1, pipe.unet.config.in_channels, *latent_size), generator=sampling.generator,
                          device=device, dtype=dtype)
 
@@ -285,7 +286,7 @@ def add_foreground(pipe: "LayerFusionPipeline", background: torch.Tensor, foregr
                 eps = pipe._guide(eps[:2], eps[[2, 4]], sampling.guidance_scale)
             else:
                 eps = eps[[0, 2]]
-            latents = scheduler.step(eps, t, latents, return_dict=False)[0]
+            latents = scheduler_step(scheduler, eps, t, latents, sampling.generator)
             if target:
                 latents[:1] = confine(latents[:1], scheduler)
             run.report(StepInfo(prior_index + 1 + i + 1, run.report.total, "denoise", int(t)), latents[1])

@@ -5,6 +5,7 @@ own thread. ``check`` is cheap and may be called from anywhere, before or after 
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import torch
 from PIL import Image
 
 from backend import __version__
+from backend.models import distilled
 from backend.models.bundle import SDXL, TINY, Architecture, ModelBundle
 from backend.models.loading import load_bundle
 from backend.models.loras import LoraError, LoraFile, LoraLibrary
@@ -25,16 +27,18 @@ from backend.pipeline.layerfusion import LayerFusionPipeline
 from backend.pipeline.loras import LoraAdapters
 from backend.pipeline.preview import LatentPreviewer
 from backend.pipeline.progress import GenerationCancelled, StepInfo
-from shared.fields import Unprocessable
+from shared.fields import Unprocessable, to_json
 from shared.protocol import (
     MAX_SEED,
     AddBackgroundRequest,
     AddForegroundRequest,
     BlendMode,
+    FastPreset,
     GenerateRequest,
     HarmonizeRequest,
     JobRequest,
     ReblendRequest,
+    Speed,
     compose_blend_prompt,
     request_params,
 )
@@ -87,6 +91,10 @@ class Engine:
         self._previewer: Optional[LatentPreviewer] = None
         self.lora_library = LoraLibrary.from_options(self.options.models_dir, self.options.lora_dirs)
         self._adapters: Optional[LoraAdapters] = None
+        # Speed 'fast' as configured; a DistilledError (a name that says no family) stops the start.
+        self.fast: Optional[FastPreset] = None
+        if self.options.fast_lora or self.options.fast_family:
+            self.fast = distilled.preset(self.options.fast_lora or distilled.MODEL_SOURCE, self.options.fast_family)
 
     @property
     def loaded(self) -> bool:
@@ -110,8 +118,30 @@ class Engine:
         """What the protocol cannot know: the model's size limit, its prior layer, and whether uploaded
         PNGs decode in full. Raises ProtocolError naming the field; costs no GPU work."""
         self._check_model(request)
-        self.resolve_loras(request)
+        self.resolve_loras(request)  # resolves the fast preset too
         read_inputs(request)
+
+    def resolve_fast(self, request: JobRequest) -> Optional[FastPreset]:
+        """The step-distilled preset a speed 'fast' job runs (None for 'quality'); Unprocessable names
+        ``speed``, ``fast_lora`` or ``steps`` when it cannot run."""
+        if request.speed is not Speed.fast:
+            return None
+        if request.fast_lora is not None:
+            try:
+                fast = distilled.preset(request.fast_lora)
+            except distilled.DistilledError as err:
+                raise Unprocessable("invalid_field", str(err), "fast_lora") from None
+        elif self.fast is None:
+            raise Unprocessable(
+                "invalid_field", "no fast preset is configured: start the server (or CLI) with --fast-lora NAME (a "
+                "step-distilled LoRA) or --fast-family FAMILY (a distilled checkpoint), or send fast_lora",
+                "speed")
+        else:
+            fast = self.fast
+        problem = distilled.fast_steps_problem(fast, request.steps)
+        if problem:
+            raise Unprocessable("invalid_field", problem, "steps")
+        return fast
 
     def _check_model(self, request: JobRequest) -> None:
         """The size limit and prior layer; once loaded these are the model's own, not a guess."""
@@ -131,16 +161,20 @@ class Engine:
     def resolve_loras(self, request: JobRequest) -> list[tuple[LoraFile, float]]:
         """The job's LoRA files, found and checked against the model family from their headers alone;
         Unprocessable names the LoRA (its field ``loras[i].name``) otherwise."""
+        choices = [(c.name, c.strength) for c in request.loras]
+        fast = self.resolve_fast(request)
+        if fast is not None and fast.source != distilled.MODEL_SOURCE and fast.source not in dict(choices):
+            choices.append((fast.source, 1.0))  # distilled LoRAs are meant at full strength
         resolved = []
-        for i, choice in enumerate(request.loras):
+        for name, strength in choices:
             try:
-                file = self.lora_library.find(choice.name)
+                file = self.lora_library.find(name)
                 problem = file.problem_for(self.architecture.name)
                 if problem:
-                    raise LoraError(choice.name, problem)
+                    raise LoraError(name, problem)
             except LoraError as err:
-                raise Unprocessable("invalid_lora", str(err), "loras[%d].name" % i) from None
-            resolved.append((file, choice.strength))
+                raise Unprocessable("invalid_lora", str(err), _lora_field(request, name)) from None
+            resolved.append((file, strength))
         return resolved
 
     def _activate_loras(self, request: JobRequest) -> None:
@@ -148,9 +182,7 @@ class Engine:
         try:
             self._adapters.activate(self.resolve_loras(request))
         except LoraError as err:
-            names = [c.name for c in request.loras]
-            field = "loras[%d].name" % names.index(err.name) if err.name in names else "loras"
-            raise Unprocessable("invalid_lora", str(err), field) from None
+            raise Unprocessable("invalid_lora", str(err), _lora_field(request, err.name)) from None
 
     def run(self, request: JobRequest, *, on_step: Optional[StepCallback] = None,
             cancelled: Optional[CancelCheck] = None, preview: bool = False) -> JobResult:
@@ -159,6 +191,7 @@ class Engine:
         assert self.pipe is not None and self.bundle is not None
         inputs = read_inputs(request)  # check() read them too: a job from the CLI or a queue is read once more
         self._activate_loras(request)
+        fast = self.resolve_fast(request)
         seed = resolve_seed(request.seed)
         generator = torch.Generator().manual_seed(seed)
         blend_prompt = compose_blend_prompt(*job_prompts(request), request.blend_prompt)
@@ -173,8 +206,11 @@ class Engine:
             on_step(StepUpdate(info.step, info.total, image, info.phase))
 
         started = time.perf_counter()
+        guidance, options = request.guidance, request.options
+        if fast is not None:  # the preset's sampler and guidance: what the distillation was trained with
+            guidance, options = fast.guidance, dataclasses.replace(options, sampler=fast.sampler)
         sampling = canvas.Sampling(negative_prompt=request.negative_prompt, num_inference_steps=request.steps,
-                                   guidance_scale=request.guidance, options=request.options, generator=generator,
+                                   guidance_scale=guidance, options=options, generator=generator,
                                    callback_on_step=report, should_cancel=cancelled, preview=preview)
         if isinstance(request, GenerateRequest):
             images, info = self._generate(request, blend_prompt, sampling)
@@ -183,6 +219,9 @@ class Engine:
         if request.blend_layers:
             images.update(light_images(images, inputs))
         params = request_params(request)
+        if fast is not None:  # every parameter as run
+            params["guidance"], params["options"]["sampler"] = guidance, options.sampler.value
+            params["fast_preset"] = to_json(fast)
         params.update(seed=seed, blend_prompt=blend_prompt, model=self.bundle.name,
                       device=self.device_description, version=__version__,
                       seconds=round(time.perf_counter() - started, 3), **info)
@@ -246,6 +285,16 @@ class Engine:
         assert out.blend is not None
         images["blend"] = decoding.to_image(out.blend)
         return images, dict(out.info, **info)
+
+
+def _lora_field(request: JobRequest, name: str) -> str:
+    """The request field that named LoRA ``name``: one of ``loras``, or the fast preset's."""
+    names = [c.name for c in request.loras]
+    if name in names:
+        return "loras[%d].name" % names.index(name)
+    if request.speed is Speed.fast:
+        return "fast_lora" if request.fast_lora is not None else "speed"
+    return "loras"
 
 
 def job_prompts(request: JobRequest) -> tuple[str, str]:

@@ -39,7 +39,7 @@ from backend.pipeline.masks import LayerwiseMasks, resample, token_grid
 from backend.pipeline.priors import eos_position, minmax, structure_prior
 from backend.pipeline.progress import CancelCheck, StepCallback, StepInfo
 from backend.pipeline.runs import BG, BL, FG, LayerFusionOutput, Reporter, Run, check_cancel
-from backend.pipeline.schedulers import make_scheduler, nearest_step
+from backend.pipeline.schedulers import make_scheduler, nearest_step, scheduler_step
 from shared.protocol import BlendMode, ContentPrior, Interaction, MethodOptions, PriorMode
 
 # Attention slicing: queries per slice (a 1024² SDXL image has 4096 at its finest attention level).
@@ -180,7 +180,7 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
             state=FusionState(variant=options.attention_blend, foreground_update=options.foreground_update,
                               chunk=self.attention_chunk, eos=eos),
             report=Reporter(callback_on_step, prior_steps + num_inference_steps, preview),
-            should_cancel=should_cancel)
+            should_cancel=should_cancel, generator=generator)
         noise = randn_tensor((1, self.unet.config.in_channels, *run.latent_size), generator=generator,
                              device=device, dtype=self.unet.dtype)
         state = run.state
@@ -201,7 +201,7 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
                 if online_prior:
                     self._set_masks(run)
                     state.layout = self._fused_layout(run, branches)
-                latents = scheduler.step(eps, t, latents, return_dict=False)[0]
+                latents = scheduler_step(scheduler, eps, t, latents, generator)
                 run.report(StepInfo(prior_steps + i + 1, run.report.total, "denoise", int(t)),
                            latents[BL if fused else FG])
 
@@ -239,7 +239,7 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
             run.state.content = {} if last else None
             eps = self._unet_eps(latents, t, cond, scheduler, run.guidance, run.guided)
             if not last:
-                latents = scheduler.step(eps, t, latents, return_dict=False)[0]
+                latents = scheduler_step(scheduler, eps, t, latents, run.generator)
                 if run.confine is not None:
                     latents = run.confine(latents, scheduler)
             run.report(StepInfo(i + 1, run.report.total, "prior", int(t)), latents[0])

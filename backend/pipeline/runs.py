@@ -50,6 +50,7 @@ class Run:
     # foreground's latent transparent outside it after each step.
     region: Optional[torch.Tensor] = None
     confine: Optional[Callable[[torch.Tensor, Any], torch.Tensor]] = None
+    generator: Optional[torch.Generator] = None  # the job's: noise of the samplers that add some per step
 
 
 class Reporter:

@@ -170,6 +170,7 @@ class JobService:
             queue_length=self.worker.waiting() + busy,
             error=self.book.load_error if self.book.health == ServerState.error else None,
             auth=self.token_required,
+            fast=self.engine.fast,
         )
 
 

@@ -60,3 +60,22 @@ def test_models_list_shows_loras(lora_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     line = next(line for line in result.stdout.splitlines() if "ink.safetensors" in line)
     assert "kohya" in line and "tiny" in line
+
+
+def test_fast_runs_the_distilled_preset_at_its_own_steps(tmp_path: Path) -> None:
+    folder = tmp_path / "loras"
+    write_lora(folder / "sdxl_lightning_4step_lora.safetensors", "kohya", build_components(seed=2), text_encoders=False)
+    fast = ("generate", "--fg", "a glass", "--bg", "a table", "--size", "64x64", "--seed", "3", "--fast",
+            "--lora-dir", str(folder), "--fast-lora", "sdxl_lightning_4step_lora.safetensors")
+    result = backend(*fast, "--out", str(tmp_path / "fast"))
+    assert result.returncode == 0, result.stderr
+    params = json.loads((tmp_path / "fast" / "params.json").read_text())
+    assert (params["speed"], params["steps"], params["guidance"]) == ("fast", 4, 1.0)
+    assert params["options"]["sampler"] == "euler_trailing"
+    too_many = backend(*fast, "--steps", "30", "--out", str(tmp_path / "slow"))
+    assert too_many.returncode == 2 and "error (steps): the fast preset (lightning" in too_many.stderr
+    unnamed = backend(*JOB, "--out", str(tmp_path / "x"), "--fast-lora", "style.safetensors")
+    assert unnamed.returncode == 2 and "cannot tell which distillation" in unnamed.stderr
+    assert "Traceback" not in too_many.stderr + unnamed.stderr
+    none = backend(*JOB, "--fast", "--out", str(tmp_path / "y"))
+    assert none.returncode == 2 and "error (speed): no fast preset is configured" in none.stderr

@@ -15,6 +15,7 @@ from PIL import Image
 
 from shared.protocol import LIGHT_NAMES
 from tests.server.inprocess import app_client
+from tests.support.api import final_status
 
 JSON = {"Content-Type": "application/json"}
 
@@ -55,10 +56,6 @@ BAD = {
 }
 
 
-async def _final(client: Any, job_id: str) -> Dict[str, Any]:
-    async with client.get("/v1/jobs/%s/events" % job_id) as response:
-        text = await response.text()
-    return json.loads([line for line in text.splitlines() if line.startswith("data:")][-1][5:])
 
 
 async def _scenario(root: Path) -> Dict[str, Any]:
@@ -70,7 +67,7 @@ async def _scenario(root: Path) -> Dict[str, Any]:
         for kind, body in BODIES.items():
             response = await client.post("/v1/jobs", data=json.dumps({**body, "steps": 2, "seed": 4}), headers=JSON)
             assert response.status == 202, await response.text()
-            status = await _final(client, (await response.json())["id"])
+            status = await final_status(client, (await response.json())["id"])
             images = {}
             for name, path in (status.get("images") or {}).items():
                 images[name] = Image.open(io.BytesIO(await (await client.get(path)).read()))

@@ -25,7 +25,7 @@ from aiohttp.test_utils import TestClient
 from backend.server.routes import SERVICE
 from shared.protocol import LAYER_NAMES, MAP_NAMES
 from tests.server.inprocess import app_client
-from tests.support.api import generate_body
+from tests.support.api import final_status, generate_body
 
 JSON = {"Content-Type": "application/json"}
 # Bounds for waiting on states, not durations: generous for a loaded two-core machine.
@@ -77,15 +77,6 @@ async def _submit(client: TestClient, **body: Any) -> str:
     return str((await response.json())["id"])
 
 
-async def _final(client: TestClient, job_id: str) -> Dict[str, Any]:
-    """The job's status once final, read from its event stream (it ends with the final status)."""
-    async with client.get("/v1/jobs/%s/events" % job_id) as response:
-        assert response.status == 200
-        text = await response.text()
-    last = [line for line in text.splitlines() if line.startswith("data:")][-1]
-    status = json.loads(last[5:])
-    assert status["state"] in ("done", "failed", "cancelled"), status
-    return status
 
 
 def _leftovers(job_dir: Path) -> List[str]:
@@ -96,7 +87,7 @@ def _leftovers(job_dir: Path) -> List[str]:
 
 
 async def _next_job_is_done(client: TestClient) -> None:
-    status = await _final(client, await _submit(client, seed=99))
+    status = await final_status(client, await _submit(client, seed=99))
     assert status["state"] == "done", status
     assert set(status["images"]) == set(LAYER_NAMES + MAP_NAMES)  # the layers and the method's maps
 
@@ -115,7 +106,7 @@ async def _pipeline_fault(output: Path, err: BaseException) -> Dict[str, Any]:
     async with app_client(output) as client:
         with UnetFault(client, _raise(err)):
             job_id = await _submit(client, seed=5, size=96)
-            status = await _final(client, job_id)
+            status = await final_status(client, job_id)
         record = json.loads((output / job_id / "job.json").read_text())
         await _next_job_is_done(client)
         return {"status": status, "record": record, "left": _leftovers(output / job_id)}
@@ -228,7 +219,7 @@ async def _folder_fault(
             await _wait(fault.entered)  # the job is running, its submission record on disk
             break_it()
             gate.open.set()
-            status = await _final(client, job_id)
+            status = await final_status(client, job_id)
         out: Dict[str, Any] = {"status": status, "left": _leftovers(output / job_id)}
         # While the folder is broken a new job is refused with the reason, and leaves no folder.
         refuse()

@@ -15,7 +15,7 @@ from backend.models.tiny import build_components
 from backend.models.tiny_loras import write_lora
 from backend.models.weight_files import load_tensors, save_tensors
 from tests.server.inprocess import app_client
-from tests.support.api import generate_body
+from tests.support.api import final_status, generate_body
 
 JSON = {"Content-Type": "application/json"}
 
@@ -35,10 +35,6 @@ def _folders(root: Path) -> LoadOptions:
     return LoadOptions(model="tiny", device="cpu", models_dir=str(root / "models"))
 
 
-async def _final(client: Any, job_id: str) -> Dict[str, Any]:
-    async with client.get("/v1/jobs/%s/events" % job_id) as response:
-        text = await response.text()
-    return json.loads([line for line in text.splitlines() if line.startswith("data:")][-1][5:])
 
 
 async def _scenario(root: Path) -> Dict[str, Any]:
@@ -55,11 +51,11 @@ async def _scenario(root: Path) -> Dict[str, Any]:
             response = await post(loras=loras)
             seen[label] = (response.status, await response.json())
         response = await post(loras=[{"name": "misfit.safetensors"}])
-        seen["misfit"] = await _final(client, (await response.json())["id"])
+        seen["misfit"] = await final_status(client, (await response.json())["id"])
         good = [{"name": "ink.safetensors", "strength": 0.7}, {"name": "chars/hero", "strength": 1.2}]
         response = await post(loras=good, seed=5)
-        seen["good"] = await _final(client, (await response.json())["id"])
-        seen["after"] = await _final(client, (await (await post(seed=5)).json())["id"])
+        seen["good"] = await final_status(client, (await response.json())["id"])
+        seen["after"] = await final_status(client, (await (await post(seed=5)).json())["id"])
     return seen
 
 

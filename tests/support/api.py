@@ -19,6 +19,17 @@ FINAL_STATES = ("done", "failed", "cancelled")
 WAIT_S = 300.0
 
 
+async def final_status(client: Any, job_id: str) -> Dict[str, Any]:
+    """A job's status once final, read from its event stream (it ends with the final status); ``client``
+    is aiohttp's TestClient or a session on the server's URL."""
+    async with client.get("/v1/jobs/%s/events" % job_id) as response:
+        assert response.status == 200
+        text = await response.text()
+    status = json.loads([line for line in text.splitlines() if line.startswith("data:")][-1][5:])
+    assert status["state"] in FINAL_STATES, status
+    return status
+
+
 def generate_body(seed: int = 1, size: int = 64, steps: int = 2, **extra: Any) -> Dict[str, Any]:
     body = {
         "kind": "generate",
