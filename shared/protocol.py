@@ -279,6 +279,16 @@ class GenerateRequest(JobSettings):
 
 
 @dataclass
+class Rect:
+    """A rectangle in an image's pixels, from its top-left corner."""
+
+    x: int = spec(minimum=0, doc="Left edge.")
+    y: int = spec(minimum=0, doc="Top edge.")
+    width: int = spec(minimum=1, doc="Width.")
+    height: int = spec(minimum=1, doc="Height.")
+
+
+@dataclass
 class ReblendRequest(JobSettings):
     """Re-harmonise the blend after the foreground moved: the layers as they now lie on the canvas."""
 
@@ -294,30 +304,42 @@ class ReblendRequest(JobSettings):
     strength: float = spec(
         0.5, exclusive_minimum=0.0, maximum=1.0, doc="How far the blend is re-noised: the share of steps re-run."
     )
+    previous_blend_png: Optional[str] = spec(
+        None, nonblank=True,
+        doc="Base64 PNG, RGB, the same size: the blend now on the canvas. With 'changed' the re-blend is "
+        "local: only the region the move affected is denoised and the rest of this blend is kept pixel for "
+        "pixel. Without them the whole canvas is re-blended.", write_only=True,
+    )
+    changed: Optional[Rect] = spec(
+        None, doc="The pixels the move affected: the union of the foreground's old and new bounds. The "
+        "server adds a margin for shadows (1/16 of the longer side) and feathers the seam.",
+    )
 
     def check(self, prefix: str = "") -> None:
         self.check_settings(prefix)
         check_fused(self.options, prefix, "a re-blend")
-        size = check_uploads([(prefix + "background_png", self.background_png, "color"),
-                              (prefix + "foreground_png", self.foreground_png, "RGBA")])
+        uploads = [(prefix + "background_png", self.background_png, "color"),
+                   (prefix + "foreground_png", self.foreground_png, "RGBA")]
+        if (self.previous_blend_png is None) != (self.changed is None):
+            missing = "previous_blend_png" if self.previous_blend_png is None else "changed"
+            raise Unprocessable("invalid_field", "a local re-blend needs both previous_blend_png and changed",
+                                prefix + missing)
+        if self.previous_blend_png is not None:
+            uploads.append((prefix + "previous_blend_png", self.previous_blend_png, "color"))
+        size = check_uploads(uploads)
         check_size(*size, prefix, field="foreground_png")
+        if self.changed is not None:
+            check_inside(self.changed, size, prefix + "changed", "the changed region")
 
     @property
     def size(self) -> "tuple[int, int]":
         return png_size(self.foreground_png)
 
     def uploads(self) -> "Dict[str, str]":
-        return {"foreground": self.foreground_png, "background": self.background_png}
-
-
-@dataclass
-class Rect:
-    """A rectangle in an image's pixels, from its top-left corner."""
-
-    x: int = spec(minimum=0, doc="Left edge.")
-    y: int = spec(minimum=0, doc="Top edge.")
-    width: int = spec(minimum=1, doc="Width.")
-    height: int = spec(minimum=1, doc="Height.")
+        uploads = {"foreground": self.foreground_png, "background": self.background_png}
+        if self.previous_blend_png is not None:
+            uploads["previous_blend"] = self.previous_blend_png
+        return uploads
 
 
 @dataclass
@@ -477,15 +499,19 @@ def check_uploads(uploads: "List[tuple[str, str, str]]") -> "tuple[int, int]":
     return size
 
 
-def check_target(target: Rect, size: "tuple[int, int]", field: str) -> None:
+def check_inside(rect: Rect, size: "tuple[int, int]", field: str, what: str) -> None:
     width, height = size
-    if target.x + target.width > width or target.y + target.height > height:
+    if rect.x + rect.width > width or rect.y + rect.height > height:
         raise Unprocessable(
             "invalid_field",
-            "the target %dx%d at (%d, %d) reaches outside the %dx%d background"
-            % (target.width, target.height, target.x, target.y, width, height),
+            "%s %dx%d at (%d, %d) reaches outside the %dx%d image"
+            % (what, rect.width, rect.height, rect.x, rect.y, width, height),
             field,
         )
+
+
+def check_target(target: Rect, size: "tuple[int, int]", field: str) -> None:
+    check_inside(target, size, field, "the target")
     if min(target.width, target.height) < MIN_TARGET_SIDE:
         raise Unprocessable(
             "invalid_field",

@@ -93,8 +93,10 @@ def _given(scheduler, latent: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
 
 def harmonize(pipe: "LayerFusionPipeline", foregrounds: list[torch.Tensor], background: torch.Tensor,
               foreground_prompts: list[str], background_prompt: str, blend_prompt: str, *,
-              strength: float, sampling: Sampling) -> LayerFusionOutput:
-    """A blend for given layers: ``foregrounds`` [4, H, W] RGBA bottom first, ``background`` [3, H, W].
+              strength: float, sampling: Sampling,
+              crop: Optional[tuple[tuple[int, int], tuple[int, int]]] = None) -> LayerFusionOutput:
+    """A blend for given layers: ``foregrounds`` [4, H, W] RGBA bottom first, ``background`` [3, H, W];
+    ``crop`` ((height, width), (top, left)) when they are a crop of a larger canvas (a local re-blend).
 
     Rows: ``[FG_1 .. FG_n, BG, (BL_u,) BL_c]``, the given rows conditional and unguided. Both blend rows
     share from the conditional given rows: the unconditional pairing of a generation would carry the
@@ -124,7 +126,7 @@ def harmonize(pipe: "LayerFusionPipeline", foregrounds: list[torch.Tensor], back
 
     prompts = [*foreground_prompts, background_prompt, blend_prompt]
     encoded = conditioning.encode_branches(pipe, prompts, sampling.negative_prompt, guided, device)
-    ids = conditioning.time_ids(pipe, height, width, encoded.embeds.dtype, device)
+    ids = conditioning.time_ids(pipe, height, width, encoded.embeds.dtype, device, crop)
     bl = layers + 1
     cond = encoded.pick(ids, list(range(layers + 2)), [bl] if guided else [])
     if guided:  # pick puts BL_u first

@@ -7,6 +7,7 @@ branch order (FG, BG, BL), so a guidance half is one contiguous slice.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
@@ -67,9 +68,12 @@ def encode_branches(pipe, prompts: list[str], negative_prompt: str, guided: bool
     return BranchPrompts(embeds, pooled, negative if guided else None, negative_pooled if guided else None)
 
 
-def time_ids(pipe, height: int, width: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """SDXL micro-conditioning: original size = target size = the output, no crop."""
+def time_ids(pipe, height: int, width: int, dtype: torch.dtype, device: torch.device,
+             crop: Optional[tuple[tuple[int, int], tuple[int, int]]] = None) -> torch.Tensor:
+    """SDXL micro-conditioning: original size = target size = the output, no crop; or, for a crop of a
+    larger image, ``crop`` = ((original height, width), (top, left)) as SDXL was trained on crops."""
     projection = pipe.text_encoder_2.config.projection_dim
-    ids = pipe._get_add_time_ids((height, width), (0, 0), (height, width), dtype=dtype,
+    original, top_left = crop if crop is not None else ((height, width), (0, 0))
+    ids = pipe._get_add_time_ids(original, top_left, (height, width), dtype=dtype,
                                  text_encoder_projection_dim=projection)
     return ids.to(device)

@@ -20,7 +20,7 @@ from backend.models.bundle import SDXL, TINY, Architecture, ModelBundle
 from backend.models.loading import load_bundle
 from backend.models.loras import LoraError, LoraFile, LoraLibrary
 from backend.models.options import LoadOptions
-from backend.pipeline import canvas, decoding
+from backend.pipeline import canvas, decoding, local_region
 from backend.pipeline.attention import check_prior_block
 from backend.pipeline.inputs import JobInputs, read_inputs
 from backend.pipeline.layerfusion import LayerFusionPipeline
@@ -257,6 +257,8 @@ class Engine:
         pipe = self.pipe
         assert pipe is not None
         info: dict[str, Any] = {}
+        if isinstance(request, ReblendRequest) and request.changed is not None:
+            return local_reblend(pipe, request, inputs, blend_prompt, sampling)
         if isinstance(request, (ReblendRequest, HarmonizeRequest)):
             assert inputs.background is not None
             prompts = [request.foreground_prompt] if isinstance(request, ReblendRequest) else \
@@ -285,6 +287,26 @@ class Engine:
         assert out.blend is not None
         images["blend"] = decoding.to_image(out.blend)
         return images, dict(out.info, **info)
+
+
+def local_reblend(pipe: LayerFusionPipeline, request: ReblendRequest, inputs: JobInputs, blend_prompt: str,
+                  sampling: canvas.Sampling) -> tuple[dict[str, Image.Image], dict[str, Any]]:
+    """Denoise only the crop the move affected (local_region.py) and feather it into the previous blend."""
+    assert request.changed is not None and inputs.previous_blend is not None and inputs.background is not None
+    width, height = request.size
+    c = request.changed
+    changed = local_region.Box(c.x, c.y, c.x + c.width, c.y + c.height)
+    crop = local_region.crop_box(changed, width, height)
+    window = (slice(None), slice(crop.y0, crop.y1), slice(crop.x0, crop.x1))
+    out = canvas.harmonize(pipe, [inputs.foregrounds[0][window]], inputs.background[window],
+                           [request.foreground_prompt], request.background_prompt, blend_prompt,
+                           strength=request.strength, sampling=sampling,
+                           crop=((height, width), (crop.y0, crop.x0)))
+    assert out.blend is not None
+    new = decoding.to_uint8(out.blend[None])[0]
+    blend = local_region.paste(inputs.previous_blend, new, crop, local_region.feather(crop, changed, width, height))
+    info = dict(out.info, local_region=[crop.x0, crop.y0, crop.width, crop.height])
+    return {"blend": Image.fromarray(blend, "RGB")}, info
 
 
 def _lora_field(request: JobRequest, name: str) -> str:

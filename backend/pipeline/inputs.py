@@ -47,6 +47,7 @@ class JobInputs:
 
     foreground_arrays: list[np.ndarray] = field(default_factory=list)
     background_array: Optional[np.ndarray] = None
+    previous_blend: Optional[np.ndarray] = None  # a local re-blend's blend now on the canvas, RGB
     notices: list[str] = field(default_factory=list)
 
     @property
@@ -100,6 +101,9 @@ def read_inputs(request: JobRequest) -> JobInputs:
         # A re-blend's background is a layer this plugin made: its alpha is ignored, as documented.
         inputs.background_array = read_background(request.background_png, "background_png", inputs.notices,
                                                   flatten=False)
+        if request.previous_blend_png is not None:
+            inputs.previous_blend = read_background(request.previous_blend_png, "previous_blend_png",
+                                                    inputs.notices, flatten=False)
     elif isinstance(request, AddForegroundRequest):
         inputs.background_array = read_background(request.background_png, "background_png", inputs.notices)
     elif isinstance(request, AddBackgroundRequest):
