@@ -232,9 +232,9 @@ def layer_prompt(name: str, fallback: str = "") -> str:
 
 # ---- the requests ------------------------------------------------------------------------------
 def _common(settings: Any, blend_layers: bool) -> Dict[str, Any]:
-    return dict(negative_prompt=settings.negative_prompt, steps=settings.steps, guidance=settings.guidance,
+    return dict(negative_prompt=settings.negative_prompt, guidance=settings.guidance,
                 seed=None if settings.random_seed else settings.seed, loras=settings.lora_choices(),
-                options=settings.method_options(), blend_layers=blend_layers)
+                options=settings.method_options(), blend_layers=blend_layers, **settings.speed_fields())
 
 
 def add_foreground_body(settings: Any, window: Window, background_png: str) -> Dict[str, Any]:

@@ -39,6 +39,15 @@ def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _group_steps(params: Dict[str, Any], steps: int) -> int:
+    """The quality steps a group's re-blend takes: the group's own, unless it was made with Fast (its
+    few steps are the preset's) or names none; then the docker's."""
+    own = params.get("steps")
+    if params.get("speed") == protocol.Speed.fast.value or isinstance(own, bool) or not isinstance(own, (int, float)):
+        return steps
+    return int(own)
+
+
 class Controller(QObject):
     job_finished = pyqtSignal(object)  # JobOutcome, after its layers went in (or failed to)
     inserted = pyqtSignal(object)  # what the document side returned for an insertion
@@ -85,6 +94,7 @@ class Controller(QObject):
 
     def _connection(self, state: ConnectionState) -> None:
         self.panel.set_connection(state.kind, state.text)
+        self.panel.show_health(state.health)  # None (offline): whether it has a fast preset is not known
         if state.kind == "connected":  # the monitor reports changes only: once per connection
             self.catalog.fetch()
         if state.kind == "connected" and not self.history:
@@ -104,7 +114,7 @@ class Controller(QObject):
             body = validated(protocol.GenerateRequest(
                 foreground_prompt=s.foreground_prompt, background_prompt=s.background_prompt,
                 negative_prompt=s.negative_prompt, width=target.gen_width, height=target.gen_height,
-                blend=protocol.BlendMode(s.blend), steps=s.steps, guidance=s.guidance,
+                blend=protocol.BlendMode(s.blend), guidance=s.guidance, **s.speed_fields(),
                 seed=None if s.random_seed else s.seed, loras=s.lora_choices(), options=s.method_options(),
                 blend_layers=s.blend_layers and s.blend == protocol.BlendMode.generative.value))
         except UserError as err:
@@ -218,8 +228,8 @@ class Controller(QObject):
                     foreground_prompt=p.get("foreground_prompt") or s.foreground_prompt or "foreground",
                     background_prompt=p.get("background_prompt") or s.background_prompt or "background",
                     negative_prompt=str(p.get("negative_prompt", s.negative_prompt)),
-                    strength=s.strength, steps=int(p.get("steps", s.steps)),
-                    guidance=float(p.get("guidance", s.guidance)),
+                    strength=s.strength, guidance=float(p.get("guidance", s.guidance)),
+                    **s.speed_fields(_group_steps(p, s.steps)),
                     seed=p.get("seed") if isinstance(p.get("seed"), int) else None,
                     # the LoRAs the group was made with, not the picker's: the blend must match its layers
                     loras=parse_loras(p.get("loras")), options=s.method_options()))

@@ -18,7 +18,6 @@ from .flow_layout import FittingVBox, FlowLayout
 from .lora_picker import LoraPicker
 from .preview import PreviewView
 from .qt import (
-    QComboBox,
     QFormLayout,
     QHBoxLayout,
     QIcon,
@@ -147,13 +146,7 @@ class Panel(QWidget):
         self.blend = pw.combo([(mode.value, mode.value) for mode in protocol.BlendMode],
                             "How the foreground is blended into the background")
         # "random" sits on the label's line, so the seed's own line needs only the number and Roll.
-        seed_label = QWidget()
-        label_row = QHBoxLayout(seed_label)
-        label_row.setContentsMargins(0, 0, 0, 0)
         self.random_seed = pw.check("random", "A new random seed for every job")
-        label_row.addWidget(QLabel("Seed"))
-        label_row.addStretch(1)
-        label_row.addWidget(self.random_seed)
         seed_row = QHBoxLayout()
         # A QSpinBox stops at 2**31 - 1; seeds go to 2**32 - 1.
         self.seed = pw.spin(0, protocol.MAX_SEED, decimals=0)
@@ -164,9 +157,12 @@ class Panel(QWidget):
         seed_row.addWidget(self.seed, 1)
         seed_row.addWidget(self.dice)
         self.steps = pw.spin(1, protocol.MAX_STEPS, decimals=0, tip="Denoising steps")
+        # "Fast" sits on the Steps label's line, as "random" on the Seed's: it decides what Steps holds.
+        self.fast = pw.check("Fast", "")
+        self.speed = pw.FastSteps(self.fast, self.steps)  # before settings_changed: values() sees its steps
         form.addRow("Blend", self.blend)
-        form.addRow(seed_label, seed_row)
-        form.addRow("Steps", self.steps)
+        form.addRow(pw.label_row("Seed", self.random_seed), seed_row)
+        form.addRow(pw.label_row("Steps", self.fast), self.steps)
         return form
 
     def _build_options(self) -> FlowLayout:
@@ -258,7 +254,7 @@ class Panel(QWidget):
             combo.currentIndexChanged.connect(self.settings_changed)
         for spin in (self.seed, self.steps, self.guidance, self.strength, self.threshold, self.coefficient):
             spin.valueChanged.connect(self.settings_changed)
-        for check in (self.random_seed, self.auto_reblend, self.insert_mask, self.blend_layers):
+        for check in (self.random_seed, self.fast, self.auto_reblend, self.insert_mask, self.blend_layers):
             check.toggled.connect(self.settings_changed)
         self.loras.changed.connect(self.settings_changed)
 
@@ -270,21 +266,21 @@ class Panel(QWidget):
             self.foreground.setPlainText(values.foreground_prompt)
             self.background.setPlainText(values.background_prompt)
             self.negative.setText(values.negative_prompt)
-            _select(self.blend, values.blend)
+            pw.select(self.blend, values.blend)
             self.seed.setValue(values.seed)
             self.random_seed.setChecked(values.random_seed)
             self.seed.setEnabled(not values.random_seed)
-            self.steps.setValue(values.steps)
+            self.speed.set_values(values.fast, values.steps, values.fast_steps)
             self.guidance.setValue(values.guidance)
             self.strength.setValue(values.strength)
             self.threshold.setValue(values.threshold)
             k = values.boundary_coefficient
             self.coefficient.setValue(self.coefficient.minimum() if math.isinf(k) else k)
-            _select(self.mask_source, values.mask_source)
-            _select(self.content_prior, values.content_prior)
-            if not _select(self.resolution, values.target_pixels):
+            pw.select(self.mask_source, values.mask_source)
+            pw.select(self.content_prior, values.content_prior)
+            if not pw.select(self.resolution, values.target_pixels):
                 self.resolution.addItem("%d pixels" % values.target_pixels, values.target_pixels)
-                _select(self.resolution, values.target_pixels)
+                pw.select(self.resolution, values.target_pixels)
             self.auto_reblend.setChecked(values.auto_reblend)
             self.insert_mask.setChecked(values.insert_mask)
             self.blend_layers.setChecked(values.blend_layers)
@@ -305,11 +301,11 @@ class Panel(QWidget):
             blend=str(self.blend.currentData()),
             seed=int(self.seed.value()),
             random_seed=self.random_seed.isChecked(),
-            steps=int(self.steps.value()),
+            **self.speed.values(),
             guidance=float(self.guidance.value()),
             strength=float(self.strength.value()),
             threshold=float(self.threshold.value()),
-            boundary_coefficient=_coefficient(self.coefficient),
+            boundary_coefficient=pw.coefficient_value(self.coefficient),
             mask_source=str(self.mask_source.currentData()),
             content_prior=str(self.content_prior.currentData()),
             auto_reblend=self.auto_reblend.isChecked(),
@@ -322,6 +318,10 @@ class Panel(QWidget):
 
     def roll_seed(self) -> None:
         self.seed.setValue(random.randint(0, protocol.MAX_SEED))
+
+    def show_health(self, health: Optional[Any]) -> None:
+        """The server's protocol.Health (None: none answered): Fast is offered with a fast preset."""
+        self.speed.show_health(health)
 
     # ---- state shown -----------------------------------------------------------------------------
     def set_connection(self, kind: str, text: str) -> None:
@@ -392,15 +392,3 @@ def progress_format(step: int, total: int, phase: str) -> str:
     if total and step >= total:
         return "Decoding…"
     return "Denoising %v/%m" if phase == "denoise" else "Step %v/%m"
-
-
-def _select(combo: QComboBox, data: Any) -> bool:
-    index = combo.findData(data)
-    if index >= 0:
-        combo.setCurrentIndex(index)
-    return index >= 0
-
-
-def _coefficient(spin: Any) -> float:
-    value = float(spin.value())
-    return math.inf if value <= spin.minimum() else value

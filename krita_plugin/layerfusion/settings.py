@@ -2,7 +2,7 @@
 import dataclasses
 import json
 from dataclasses import dataclass
-from typing import Any, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from .qt import QSettings
 from .wire import protocol, sizes
@@ -20,8 +20,13 @@ class Settings:
     blend: str = protocol.BlendMode.generative.value
     seed: int = 0
     random_seed: bool = True
-    steps: int = 25
+    steps: int = 25  # the quality steps: what jobs take with Fast off
     guidance: float = 7.0
+    # Fast: the server's step-distilled preset (Health.fast) runs the jobs, at ``fast_steps`` (within the
+    # preset's range; 0 = its default), with the sampler and guidance it picks. ``steps`` is kept for
+    # when Fast goes off again.
+    fast: bool = False
+    fast_steps: int = 0
     strength: float = 0.5
     threshold: float = 0.5
     boundary_coefficient: float = protocol.DEFAULT_BOUNDARY_COEFFICIENT  # inf: a hard step
@@ -48,6 +53,13 @@ class Settings:
 
     def lora_choices(self) -> List[Any]:
         return parse_loras(self.loras)
+
+    def speed_fields(self, quality_steps: Optional[int] = None) -> Dict[str, Any]:
+        """A job request's ``speed`` and ``steps``: the fast preset's steps with Fast on, else
+        ``quality_steps`` (a re-blend's, from its group) or the docker's steps."""
+        if self.fast:
+            return dict(speed=protocol.Speed.fast, steps=self.fast_steps if self.fast_steps >= 1 else self.steps)
+        return dict(speed=protocol.Speed.quality, steps=self.steps if quality_steps is None else quality_steps)
 
 
 def parse_loras(data: Any) -> List[Any]:
