@@ -11,6 +11,7 @@ from . import server_history
 from .canvas_controller import CanvasJobs
 from .client import Api, ConnectionState, HealthMonitor, JobOutcome, JobRun
 from .docker import Panel
+from .local_blend import kept_outside, scaled
 from .lora_picker import LoraCatalog
 from .pixels import decode_triplet, encode_png, fitted, image_from_bgra, in_background, thumbnail
 from .qt import QObject, QTimer, pyqtSignal
@@ -208,10 +209,18 @@ class Controller(QObject):
         serial = self._reblend_serial[source.group_key] = self._reblend_serial.get(source.group_key, 0) + 1
         t = source.target
         p = source.params
+        local = s.local_reblend and source.changed is not None and source.previous_blend is not None
+        layers = [("foreground", source.foreground), ("background", source.background)]
+        if local:
+            layers.append(("previous_blend", source.previous_blend))
+        changed = None
+        if local and source.changed is not None:
+            changed = protocol.Rect(*scaled(source.changed, t.gen_width / t.width, t.gen_height / t.height,
+                                            t.gen_width, t.gen_height))
 
         def encode() -> Dict[str, str]:
             out = {}
-            for name, data in (("foreground", source.foreground), ("background", source.background)):
+            for name, data in layers:
                 image = fitted(image_from_bgra(data, t.width, t.height), t.gen_width, t.gen_height)
                 out[name] = base64.b64encode(encode_png(image)).decode("ascii")
             return out
@@ -232,7 +241,8 @@ class Controller(QObject):
                     **s.speed_fields(_group_steps(p, s.steps)),
                     seed=p.get("seed") if isinstance(p.get("seed"), int) else None,
                     # the LoRAs the group was made with, not the picker's: the blend must match its layers
-                    loras=parse_loras(p.get("loras")), options=s.method_options()))
+                    loras=parse_loras(p.get("loras")), options=s.method_options(),
+                    previous_blend_png=pngs.get("previous_blend"), changed=changed))
             except ProtocolError as err:
                 self.panel.show_error("Cannot send this re-blend: %s" % err.message)
                 return
@@ -277,7 +287,8 @@ class Controller(QObject):
                     self.panel.show_message("Blend regenerated.")
             self.job_finished.emit(outcome)
 
-        in_background(lambda: decode_triplet({"blend": outcome.images["blend"]}, t.width, t.height), decoded)
+        in_background(lambda: kept_outside(source, outcome.params, decode_triplet(
+            {"blend": outcome.images["blend"]}, t.width, t.height)), decoded)
 
     # ---- jobs ------------------------------------------------------------------------------------
     def _start(self, body: Dict[str, Any], done: Callable[[JobOutcome], None], maps: Any = ()) -> JobRun:

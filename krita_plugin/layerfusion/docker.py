@@ -208,6 +208,8 @@ class Panel(QWidget):
         form.addRow("Negative", self.negative)
         form.addRow("Guidance", self.guidance)
         form.addRow("Re-blend strength", self.strength)
+        self.local_reblend = pw.check("Only what moved", "Re-blend around the moved object only; off: the whole group")
+        form.addRow("", self.local_reblend)
         self.prompt_box.body.addLayout(form)
 
         self.lora_box = Collapsible("LoRAs", tooltip="Extra LoRA weights for the model")
@@ -254,7 +256,8 @@ class Panel(QWidget):
             combo.currentIndexChanged.connect(self.settings_changed)
         for spin in (self.seed, self.steps, self.guidance, self.strength, self.threshold, self.coefficient):
             spin.valueChanged.connect(self.settings_changed)
-        for check in (self.random_seed, self.fast, self.auto_reblend, self.insert_mask, self.blend_layers):
+        for check in (self.random_seed, self.fast, self.auto_reblend, self.insert_mask, self.blend_layers,
+                      self.local_reblend):
             check.toggled.connect(self.settings_changed)
         self.loras.changed.connect(self.settings_changed)
 
@@ -273,6 +276,7 @@ class Panel(QWidget):
             self.speed.set_values(values.fast, values.steps, values.fast_steps)
             self.guidance.setValue(values.guidance)
             self.strength.setValue(values.strength)
+            self.local_reblend.setChecked(values.local_reblend)
             self.threshold.setValue(values.threshold)
             k = values.boundary_coefficient
             self.coefficient.setValue(self.coefficient.minimum() if math.isinf(k) else k)
@@ -304,6 +308,7 @@ class Panel(QWidget):
             **self.speed.values(),
             guidance=float(self.guidance.value()),
             strength=float(self.strength.value()),
+            local_reblend=self.local_reblend.isChecked(),
             threshold=float(self.threshold.value()),
             boundary_coefficient=pw.coefficient_value(self.coefficient),
             mask_source=str(self.mask_source.currentData()),

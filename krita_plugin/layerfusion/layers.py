@@ -10,11 +10,13 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from krita import Krita, Selection  # type: ignore[import-not-found]
 
+from .local_blend import alpha_box
 from .qt import QByteArray, QRect, QUuid
 from .targets import CLIPPED, LAYER_STACK, LIGHT_MODES, Target, UserError, layer_plan
 from .wire import sizes
 
 ANNOTATION = "layerfusion"  # one JSON document annotation: group uid -> what was generated there
+BLENDED_AT = "blended_at"  # record key: the Foreground's visible box (group pixels) its Blend was made for
 LAYER_NAMES = tuple((role, name) for role, name, _visible in LAYER_STACK)  # role -> layer name
 
 
@@ -195,6 +197,9 @@ class KritaDocuments:
             "generation_size": [target.gen_width, target.gen_height],
             "layers": ids,
         }
+        if "foreground" in layers and "blend" in layers:
+            box = alpha_box(layers["foreground"], target.width, target.height)
+            records[uid(group)][BLENDED_AT] = list(box) if box else None
         root = doc.rootNode()
         active = doc.activeNode()
         top_level = active is not None and active.parentNode() is not None and uid(active.parentNode()) == uid(root)

@@ -13,6 +13,7 @@ from typing import Any, Dict, Optional, Tuple
 from .canvas_layers import CanvasDocuments, pixels_beneath
 from .controller import Controller
 from .layers import (
+    BLENDED_AT,
     KritaDocuments,
     by_uid,
     children,
@@ -24,6 +25,7 @@ from .layers import (
     write_pixels,
     write_records,
 )
+from .local_blend import alpha_box, union
 from .qt import QObject, QTimer
 from .targets import MASK, ReblendSource, Target, UserError
 
@@ -48,7 +50,13 @@ def read_source(doc: Any, group: Any) -> ReblendSource:
     foreground = layer_pixels(fg, (x, y, w, h))
     # An added object's background is what lies beneath its group now, the artist's edits included.
     background = pixels_beneath(doc, group, (x, y, w, h)) if bg is None else layer_pixels(bg, (x, y, w, h))
-    return ReblendSource(doc, uid(group), target, foreground, background, dict(record.get("params", {})))
+    source = ReblendSource(doc, uid(group), target, foreground, background, dict(record.get("params", {})),
+                           foreground_box=alpha_box(foreground, w, h))
+    blends, before = blend_layers(doc, group), record.get(BLENDED_AT)
+    if source.foreground_box is not None and blends and isinstance(before, list) and len(before) == 4:
+        source.changed = union(tuple(before), source.foreground_box)
+        source.previous_blend = layer_pixels(blends[-1], (x, y, w, h))
+    return source
 
 
 def blend_layers(doc: Any, group: Any) -> list:
@@ -94,6 +102,7 @@ class KritaSide(KritaDocuments, CanvasDocuments):
         records = read_records(doc)
         if source.group_key in records:
             records[source.group_key]["reblend_params"] = params
+            records[source.group_key][BLENDED_AT] = list(source.foreground_box) if source.foreground_box else None
             write_records(doc, records)
         doc.refreshProjection()  # asynchronous: the new blend's pixels are not marked dirty otherwise
         return node

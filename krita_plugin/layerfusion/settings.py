@@ -28,6 +28,7 @@ class Settings:
     fast: bool = False
     fast_steps: int = 0
     strength: float = 0.5
+    local_reblend: bool = True  # re-blend only the region a move affected, keep the rest of the Blend
     threshold: float = 0.5
     boundary_coefficient: float = protocol.DEFAULT_BOUNDARY_COEFFICIENT  # inf: a hard step
     mask_source: str = protocol.MaskSource.product.value

@@ -1,6 +1,6 @@
 """The plain data the controller and the document side hand each other (no Qt, no Krita)."""
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 MASK = "mask_hard"  # the one method map the plugin can insert: as the hidden layer "Mask"
 # A generated group's layers, bottom to top: (image name, layer name, visible). The Mask sits below
@@ -43,6 +43,11 @@ class ReblendSource:
     foreground: bytes
     background: bytes
     params: Dict[str, Any]
+    # Where the Foreground's visible pixels now are (group pixels); with a Blend made for an earlier
+    # placement, the region the move affected and that Blend: a local re-blend (local_blend.py).
+    foreground_box: Optional[Tuple[int, int, int, int]] = None
+    changed: Optional[Tuple[int, int, int, int]] = None
+    previous_blend: Optional[bytes] = None
 
 
 @dataclass

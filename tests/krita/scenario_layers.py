@@ -147,6 +147,38 @@ def run(cfg, facts):
     facts["auto_blend_changed"] = bgra(blend_layers(doc, group)[-1], 0, 0, W, H) != top_before
     facts["auto_blend_count"] = len(blend_layers(doc, group))
 
+    # A local re-blend: with a small object, a move re-blends only around it, and every pixel of the
+    # Blend outside the server's crop stays as it was.
+    from layerfusion.local_blend import scaled
+    from layerfusion.qt import QByteArray
+
+    square = bytearray(W * H * 4)
+    for row in range(40, 64):
+        square[(row * W + 40) * 4:(row * W + 64) * 4] = bytes([30, 60, 200, 255]) * 24
+    fg.move(0, 0)
+    fg.setPixelData(QByteArray(bytes(square)), 0, 0, W, H)
+    doc.waitForDone()
+    controller.reblend()  # its Blend is made for the square where it now is
+    spin(lambda: len(finished) == before_auto + 3)
+    blend_a = bgra(blend_layers(doc, group)[-1], 0, 0, W, H)
+    fg.move(16, 0)
+    doc.waitForDone()
+    controller.reblend()
+    spin(lambda: len(finished) == before_auto + 4)
+    local = finished[-1]
+    facts["local_state"] = local.state
+    facts["local_changed"] = local.params.get("changed")
+    region = local.params.get("local_region")
+    facts["local_region"] = region
+    if region:
+        gen_w, gen_h = record["generation_size"]
+        x0, y0, w, h = scaled(tuple(region), W / gen_w, H / gen_h, W, H)
+        blend_b = bgra(blend_layers(doc, group)[-1], 0, 0, W, H)
+        outside = [i for i in range(W * H) if not (x0 <= i % W < x0 + w and y0 <= i // W < y0 + h)]
+        facts["local_outside_pixels"] = len(outside)
+        facts["local_outside_same"] = all(blend_a[i * 4:i * 4 + 4] == blend_b[i * 4:i * 4 + 4] for i in outside)
+        facts["local_inside_change"] = mean_abs(blend_b, blend_a, W, [x0, y0, w, h])
+
     # With a selection, the selection's bounds are the target (mapped to a model size, scaled back).
     from krita import Selection
 

@@ -65,6 +65,17 @@ def test_auto_reblend_cancels_the_stale_job_and_reblends_after_the_move(facts):
     assert facts["auto_blend_count"] == 2
 
 
+def test_a_moved_object_is_reblended_locally_and_the_rest_of_the_blend_is_kept(facts):
+    assert facts["local_state"] == "done"
+    # The square (40, 40) 24 x 24 moved 16 px right: old and new bounds, at the generation size.
+    assert facts["local_changed"] is not None and facts["local_region"] is not None
+    x, y, w, h = facts["local_region"]
+    gen_w, gen_h = facts["record_generation_size"]
+    assert w * h < 0.6 * gen_w * gen_h  # a crop, not the whole canvas
+    assert facts["local_outside_pixels"] > 0 and facts["local_outside_same"]
+    assert facts["local_inside_change"] > 1.0
+
+
 def test_selection_bounds_are_the_target(facts):
     x, y, w, h, gen_w, gen_h = facts["selection_target"]
     assert (x, y, w, h) == (16, 8, 96, 64)
@@ -86,5 +97,5 @@ def test_save_and_reopen_keeps_group_params_and_placement(facts):
     assert facts["reopened_children"] == ["Background", "Foreground", "Blend (previous)", "Blend"]
     assert facts["reopened_record_seed"] == 5
     assert facts["reopened_fg_bounds"] == facts["fg_bounds_saved"]
-    assert facts["fg_bounds_saved"][0] == facts["fg_bounds_moved"][0] - 16  # the auto re-blend test's moves
+    assert facts["fg_bounds_saved"][:2] == [56, 40]  # the local re-blend test's square, moved 16 px right
     assert facts["reopened_fg_same_pixels"]
