@@ -4,6 +4,7 @@ The document side (``layers.KritaDocuments`` in Krita) is passed in, so the whol
 decoded layer pixels runs offscreen in tests against a real server.
 """
 import base64
+import time
 import traceback
 from typing import Any, Callable, Dict, List, Optional
 
@@ -206,6 +207,7 @@ class Controller(QObject):
             self.panel.show_error(str(err))
             return False
         self.cancel_reblend(source.group_key)
+        asked = time.monotonic()  # the latency the docker shows: from asking to the new Blend in place
         serial = self._reblend_serial[source.group_key] = self._reblend_serial.get(source.group_key, 0) + 1
         t = source.target
         p = source.params
@@ -246,7 +248,7 @@ class Controller(QObject):
             except ProtocolError as err:
                 self.panel.show_error("Cannot send this re-blend: %s" % err.message)
                 return
-            run = self._start(body, lambda outcome: self._reblended(source, outcome))
+            run = self._start(body, lambda outcome: self._reblended(source, outcome, asked))
             self.reblend_runs[source.group_key] = run
 
         self.panel.show_message("Re-blending…")
@@ -260,7 +262,7 @@ class Controller(QObject):
         if stale is not None:
             stale.cancel()
 
-    def _reblended(self, source: ReblendSource, outcome: JobOutcome) -> None:
+    def _reblended(self, source: ReblendSource, outcome: JobOutcome, asked: float) -> None:
         current = self.reblend_runs.get(source.group_key)
         if current is not None and current.job_id == outcome.job_id:
             del self.reblend_runs[source.group_key]
@@ -284,7 +286,8 @@ class Controller(QObject):
                 except Exception as err:
                     self.panel.show_error("Could not replace the blend: %s" % err)
                 else:
-                    self.panel.show_message("Blend regenerated.")
+                    where = "around the move" if "local_region" in outcome.params else "everywhere"
+                    self.panel.show_message("Blend regenerated %s in %.1f s." % (where, time.monotonic() - asked))
             self.job_finished.emit(outcome)
 
         in_background(lambda: kept_outside(source, outcome.params, decode_triplet(

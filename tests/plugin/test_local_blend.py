@@ -91,6 +91,7 @@ def test_a_moved_foreground_is_reblended_locally_and_the_rest_is_kept(qapp, live
                if not (box[0] <= col < box[0] + box[2] and box[1] <= row < box[1] + box[3])]
     assert outside and all(p == bytes([PREVIOUS] * 3 + [255]) for p in outside)
     assert blend != _layer(W, H, (0, 0, W, H), PREVIOUS)  # the crop got a new blend
+    assert panel.message.text().startswith("Blend regenerated around the move in ")
     controller.shutdown()
 
 
@@ -103,4 +104,5 @@ def test_reblend_everything_when_local_is_off(qapp, live_backend, spin):
     spin(lambda: len(done) == 2)
     assert done[1].state == "done" and "local_region" not in done[1].params and "changed" not in done[1].params
     assert docs.replaced[0][:4] != bytes([PREVIOUS] * 3 + [255])
+    assert panel.message.text().startswith("Blend regenerated everywhere in ")
     controller.shutdown()
