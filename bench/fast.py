@@ -35,7 +35,12 @@ LORA = "sdxl_lightning_4step_lora.safetensors"
 LORA_RANK = 16
 FAST_STEPS, STANDARD_STEPS = 4, 25
 FAST_TARGET, LOCAL_TARGET, CANCEL_TARGET = 0.10, 0.2, 1.0
-FAST_NOTE = (' The fast ratio moved between 0.113 and 0.142 across four runs on 2026-12-03 (the shared machine): counted in UNet rows it is 14 ÷ 162 = 0.086, but on this CPU a one- or three-row call costs more per row than a six-row call, and text encoding and decoding do not shrink; the target is not met here, and the GPU figure that decides it is still to be taken.')
+FAST_NOTE = (
+    " The fast ratio moved between 0.117 and 0.142 across three runs on 2026-12-03 (the shared machine): "
+    "counted in UNet rows it is 14 ÷ 162 = 0.086, but on this CPU a one- or three-row call costs more per "
+    "row than a six-row call, and text encoding and decoding do not shrink; the target is not met here, "
+    "and the GPU figure that decides it is still to be taken."
+)
 
 
 def _cancel_once(pipe, out, kwargs: dict, delay: float) -> float:
