@@ -74,6 +74,13 @@ def preset(source: str, family: Optional[str] = None) -> FastPreset:
                       min_steps=spec.min_steps, max_steps=max(spec.max_steps, default), default_steps=default)
 
 
+def configured(fast_lora: Optional[str], fast_family: Optional[str]) -> Optional[FastPreset]:
+    """The server's (or CLI's) preset from --fast-lora / --fast-family; None when neither is given."""
+    if not fast_lora and not fast_family:
+        return None
+    return preset(fast_lora or MODEL_SOURCE, fast_family)
+
+
 def fast_steps_problem(fast: FastPreset, steps: int) -> str:
     """Why ``steps`` does not suit the preset; empty when it does."""
     if fast.min_steps <= steps <= fast.max_steps:

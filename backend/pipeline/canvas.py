@@ -94,7 +94,7 @@ def _given(scheduler, latent: torch.Tensor, noise: torch.Tensor, t: torch.Tensor
 def harmonize(pipe: "LayerFusionPipeline", foregrounds: list[torch.Tensor], background: torch.Tensor,
               foreground_prompts: list[str], background_prompt: str, blend_prompt: str, *,
               strength: float, sampling: Sampling,
-              crop: Optional[tuple[tuple[int, int], tuple[int, int]]] = None) -> LayerFusionOutput:
+              crop: Optional[conditioning.CropOrigin] = None) -> LayerFusionOutput:
     """A blend for given layers: ``foregrounds`` [4, H, W] RGBA bottom first, ``background`` [3, H, W];
     ``crop`` ((height, width), (top, left)) when they are a crop of a larger canvas (a local re-blend).
 

@@ -68,8 +68,12 @@ def encode_branches(pipe, prompts: list[str], negative_prompt: str, guided: bool
     return BranchPrompts(embeds, pooled, negative if guided else None, negative_pooled if guided else None)
 
 
+# A crop of a larger image: ((original height, width), (top, left)).
+CropOrigin = tuple[tuple[int, int], tuple[int, int]]
+
+
 def time_ids(pipe, height: int, width: int, dtype: torch.dtype, device: torch.device,
-             crop: Optional[tuple[tuple[int, int], tuple[int, int]]] = None) -> torch.Tensor:
+             crop: Optional[CropOrigin] = None) -> torch.Tensor:
     """SDXL micro-conditioning: original size = target size = the output, no crop; or, for a crop of a
     larger image, ``crop`` = ((original height, width), (top, left)) as SDXL was trained on crops."""
     projection = pipe.text_encoder_2.config.projection_dim

@@ -92,9 +92,7 @@ class Engine:
         self.lora_library = LoraLibrary.from_options(self.options.models_dir, self.options.lora_dirs)
         self._adapters: Optional[LoraAdapters] = None
         # Speed 'fast' as configured; a DistilledError (a name that says no family) stops the start.
-        self.fast: Optional[FastPreset] = None
-        if self.options.fast_lora or self.options.fast_family:
-            self.fast = distilled.preset(self.options.fast_lora or distilled.MODEL_SOURCE, self.options.fast_family)
+        self.fast = distilled.configured(self.options.fast_lora, self.options.fast_family)
 
     @property
     def loaded(self) -> bool:

@@ -36,10 +36,6 @@ class Box:
     def height(self) -> int:
         return self.y1 - self.y0
 
-    @property
-    def area(self) -> int:
-        return self.width * self.height
-
 
 def margin_for(width: int, height: int) -> int:
     return max(MIN_MARGIN, round(MARGIN_SHARE * max(width, height)))
@@ -56,10 +52,10 @@ def _span(lo: int, hi: int, margin: int, size: int) -> tuple[int, int]:
     return start, start + want
 
 
-def crop_box(changed: Box, width: int, height: int, margin: int | None = None) -> Box:
-    """The crop a local re-blend denoises: ``changed`` grown by ``margin`` on every side, its sides
-    multiples of GRID (or the whole canvas side), kept inside the canvas."""
-    margin = margin_for(width, height) if margin is None else margin
+def crop_box(changed: Box, width: int, height: int) -> Box:
+    """The crop a local re-blend denoises: ``changed`` grown by the canvas's margin on every side, its
+    sides multiples of GRID (or the whole canvas side), kept inside the canvas."""
+    margin = margin_for(width, height)
     x0, x1 = _span(changed.x0, changed.x1, margin, width)
     y0, y1 = _span(changed.y0, changed.y1, margin, height)
     return Box(x0, y0, x1, y1)

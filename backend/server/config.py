@@ -45,13 +45,12 @@ class ServerConfig:
             raise ConfigError("max_queue must be at least 1")
         if self.token is not None and not self.token.strip():
             raise ConfigError("the token must not be empty")
-        if self.loading.fast_lora or self.loading.fast_family:
-            from backend.models import distilled  # torch-free
+        from backend.models import distilled  # torch-free
 
-            try:
-                distilled.preset(self.loading.fast_lora or distilled.MODEL_SOURCE, self.loading.fast_family)
-            except distilled.DistilledError as err:
-                raise ConfigError(str(err)) from None
+        try:
+            distilled.configured(self.loading.fast_lora, self.loading.fast_family)
+        except distilled.DistilledError as err:
+            raise ConfigError(str(err)) from None
         if not is_loopback(self.host) and not self.token:
             # Anyone on the network could otherwise drive the GPU and read every result.
             raise ConfigError(

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import contextmanager
+from typing import Iterator, Tuple
 
 from layerfusion.client import Api, HealthMonitor
 from layerfusion.qt import QProcess
@@ -25,14 +27,20 @@ def test_missing_or_broken_config_is_explained(qapp, tmp_path):
     assert "install.py" in said[-1]
 
 
-def test_starts_and_stops_only_its_own_server(qapp, tmp_path, spin, layerfusion_cache):
+@contextmanager
+def own_server(tmp_path) -> Iterator[Tuple[str, LocalServer]]:
+    """A LocalServer configured (as install.py would) to serve the tiny model, and its URL.
+
+    The port stays reserved for this server: no other process can take it before the server binds,
+    nor after it stopped (so "offline" in a test is this server gone, not someone else's answer)."""
     config = tmp_path / "server.json"
     config.write_text(json.dumps({"python": sys.executable, "repo": str(REPO), "model": "tiny"}))
-    # The port stays reserved for this server: no other process can take it before the server binds,
-    # nor after it stopped (so "offline" below is this server gone, not someone else's answer).
     with reserved_port() as port:
-        url = "http://127.0.0.1:%d" % port
-        server = LocalServer(str(config))
+        yield "http://127.0.0.1:%d" % port, LocalServer(str(config))
+
+
+def test_starts_and_stops_only_its_own_server(qapp, tmp_path, spin, layerfusion_cache):
+    with own_server(tmp_path) as (url, server):
         assert server.start(url)
         monitor = HealthMonitor(Api(url), interval_ms=300)
         try:
@@ -52,11 +60,7 @@ def test_starts_and_stops_only_its_own_server(qapp, tmp_path, spin, layerfusion_
 def test_the_docker_stop_button_stops_its_own_server_without_waiting(qapp, tmp_path, spin, layerfusion_cache):
     from layerfusion.docker import Panel
 
-    config = tmp_path / "server.json"
-    config.write_text(json.dumps({"python": sys.executable, "repo": str(REPO), "model": "tiny"}))
-    with reserved_port() as port:
-        url = "http://127.0.0.1:%d" % port
-        server = LocalServer(str(config))
+    with own_server(tmp_path) as (url, server):
         panel = Panel()
         # The wiring extension.py does for each docker.
         panel.start_server_clicked.connect(lambda: server.start(url))
