@@ -17,6 +17,10 @@ from .png import PngInfo, png_info
 
 PROTOCOL_VERSION = "1"
 API_PREFIX = "/v1"
+# Who sends a job, for fair queueing between artists on a shared server: any short text, a random id
+# per plugin session; without it the bearer token (or, with none, one shared queue) is the client.
+CLIENT_HEADER = "X-LayerFusion-Client"
+MAX_CLIENT_ID = 64
 # Not ComfyUI's 8188, A1111's 7860 (nor the 7861+ it falls back to), nor Krita's own ports.
 DEFAULT_PORT = 8741
 DEFAULT_HOST = "127.0.0.1"
@@ -649,6 +653,7 @@ class JobStatus:
     images: Optional[Dict[str, str]] = spec(None, doc="Result image name -> URL path; only when done.")
     queue_position: Optional[int] = spec(None, minimum=0, doc="Jobs ahead of it; only when queued.")
     created: Optional[float] = spec(None, doc="Unix time it was queued.")
+    started: Optional[float] = spec(None, doc="Unix time a worker took it; absent while queued.")
     finished: Optional[float] = spec(None, doc="Unix time it ended.")
 
 
@@ -697,6 +702,7 @@ class Health:
     error: Optional[str] = spec(None, doc="Why the model could not load; only in state 'error'.")
     auth: bool = spec(False, doc="Whether requests need a bearer token.")
     fast: Optional[FastPreset] = spec(None, doc="The preset speed 'fast' runs; absent when none is configured.")
+    workers: int = spec(1, minimum=0, doc="Workers that run jobs (one per GPU on a cluster); those loaded so far.")
 
 
 @dataclass

@@ -76,7 +76,10 @@ class Job:
     phase: Phase = Phase.denoise
     error: Optional[ErrorInfo] = None
     images: List[str] = field(default_factory=list)
+    started: Optional[float] = None
     finished: Optional[float] = None
+    client: str = ""  # whose job it is, for fair queueing (CLIENT_HEADER, else the peer's address)
+    retried: bool = False  # its cluster worker died before its first step and it was queued again
     # DELETE came while it ran: its folder goes as soon as the worker lets go of it.
     deleted: bool = False
     cancel: threading.Event = field(default_factory=threading.Event, repr=False)
@@ -93,6 +96,7 @@ class Job:
             images={name: image_path(self.id, name) for name in self.images} if self.images else None,
             queue_position=queue_position if self.state == JobState.queued else None,
             created=self.created,
+            started=self.started,
             finished=self.finished,
         )
 
@@ -109,6 +113,7 @@ class Job:
             "images": list(outcome.images if outcome else self.images),
             "progress": {"step": self.step, "total": self.total},
             "created": self.created,
+            "started": self.started,
             "finished": outcome.finished if outcome else self.finished,
         }
         if error is not None:
@@ -129,6 +134,7 @@ class Job:
             total=int(progress.get("total", 0)),
             error=ErrorInfo(**error) if isinstance(error, dict) else None,
             images=[str(n) for n in record.get("images") or []],
+            started=record.get("started"),
             finished=record.get("finished"),
         )
 
@@ -146,7 +152,6 @@ class JobBook:
         self.jobs: Dict[str, Job] = {}
         self.health = ServerState.loading
         self.load_error: Optional[str] = None
-        self.running: Optional[Job] = None
 
     # -- called from the worker thread -------------------------------------------------------
     def post(self, callback: Any, *args: Any) -> None:
@@ -166,11 +171,20 @@ class JobBook:
         self.health = state
         self.load_error = error
 
-    def started(self, job: Job) -> None:
+    def started(self, job: Job, when: float, worker: Optional[str] = None) -> None:
         if job.state.final:
             return
         job.state = JobState.running
-        self.running = job
+        job.started = when
+        if worker is not None:  # a cluster says which worker runs it: where to look when it fails
+            job.params = {**job.params, "worker": worker}
+        self.publish_status(job)
+
+    def requeued(self, job: Job) -> None:
+        """Back in the queue (its cluster worker died before its first step)."""
+        if job.state.final:
+            return
+        job.state, job.started, job.step = JobState.queued, None, 0
         self.publish_status(job)
 
     def progress(self, job: Job, step: int, total: int, preview_png: Optional[str], phase: str = "denoise") -> None:
@@ -189,8 +203,6 @@ class JobBook:
         if outcome.state == JobState.done and job.total:
             job.step = job.total
         job.request = None  # the uploads are on disk now; free the memory
-        if self.running is job:
-            self.running = None
         self.publish_status(job)
         if job.deleted:
             self.discard(job.id)

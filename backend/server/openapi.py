@@ -14,10 +14,12 @@ from backend import __version__
 from shared.fields import json_schema
 from shared.protocol import (
     API_PREFIX,
+    CLIENT_HEADER,
     EVENT_PROGRESS,
     EVENT_STATUS,
     IMAGE_NAMES,
     JOB_REQUESTS,
+    MAX_CLIENT_ID,
     MAX_UPLOAD_BYTES,
     PROTOCOL_VERSION,
     ErrorResponse,
@@ -173,6 +175,16 @@ def openapi_document(token_required: bool = False) -> Dict[str, Any]:
                     "required": True,
                     "content": {"application/json": {"schema": job_request, "example": GENERATE_EXAMPLE}},
                 },
+                parameters=[
+                    {
+                        "name": CLIENT_HEADER,
+                        "in": "header",
+                        "required": False,
+                        "description": "Who sends the job: jobs are queued in arrival order per client and taken "
+                        "round-robin between clients. Without it the peer address is the client.",
+                        "schema": {"type": "string", "maxLength": MAX_CLIENT_ID},
+                    }
+                ],
             ),
             "get": _op(
                 "Recent jobs, newest first",

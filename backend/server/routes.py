@@ -14,7 +14,16 @@ from backend.server.intake import read_job_request
 from backend.server.openapi import openapi_document
 from backend.server.service import JobService
 from shared.fields import ProtocolError, to_json
-from shared.protocol import API_PREFIX, EVENT_STATUS, JobCreated, JobList, JobState, job_path
+from shared.protocol import (
+    API_PREFIX,
+    CLIENT_HEADER,
+    EVENT_STATUS,
+    MAX_CLIENT_ID,
+    JobCreated,
+    JobList,
+    JobState,
+    job_path,
+)
 
 SERVICE = web.AppKey("service", JobService)
 CONFIG = web.AppKey("config", ServerConfig)
@@ -56,10 +65,21 @@ async def create_job(request: web.Request) -> web.Response:
     loop = asyncio.get_running_loop()
     # JSON and base64 PNG decoding of big uploads would stall every other request on the loop.
     job_request = await loop.run_in_executor(None, read_job_request, body, service.engine)
-    job = service.submit(job_request)
+    job = service.submit(job_request, client_of(request))
     return _json(
         JobCreated(id=job.id, state=JobState.queued), status=202, headers={"Location": job_path(job.id)}
     )
+
+
+def client_of(request: web.Request) -> str:
+    """Whose job this is, for fair queueing: the client id the plugin sends, else the peer address."""
+    given = request.headers.get(CLIENT_HEADER, "").strip()
+    if given:
+        if len(given) > MAX_CLIENT_ID or not given.isprintable():
+            raise ProtocolError("invalid_header", "%s must be at most %d printable characters"
+                                % (CLIENT_HEADER, MAX_CLIENT_ID), CLIENT_HEADER)
+        return given
+    return "peer:%s" % (request.remote or "")
 
 
 async def list_jobs(request: web.Request) -> web.Response:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import List, Optional
+from typing import Callable, List, Optional
 
 from backend import __version__
 from backend.pipeline.engine import Engine, resolve_seed
@@ -18,6 +18,7 @@ from backend.server.jobs import (
     interrupted,
     new_job_id,
 )
+from backend.server.runner import JobRunner
 from backend.server.store import ResultStore, storage_error
 from backend.server.worker import Worker
 from shared.protocol import (
@@ -54,14 +55,18 @@ class JobService:
         max_queued_upload_bytes: int,
         token_required: bool,
         previews: bool = True,
+        runner: Optional[Callable[[JobBook], JobRunner]] = None,
     ) -> None:
+        """``engine`` checks requests on the API server; ``runner`` builds what runs the jobs (by
+        default one worker thread that runs them on ``engine`` itself)."""
         self.engine = engine
         self.store = store
         self.max_queue = max_queue
         self.max_queued_upload_bytes = max_queued_upload_bytes
         self.token_required = token_required
         self.book = JobBook(loop, discard=store.delete)
-        self.worker = Worker(engine, store, self.book, previews=previews)
+        self.worker = (runner(self.book) if runner is not None
+                       else Worker(engine, store, self.book, previews=previews))
 
     def start(self) -> None:
         self.restore()
@@ -89,7 +94,7 @@ class JobService:
             log.info("restored %d earlier jobs from %s", count, self.store.root)
 
     # -- requests ----------------------------------------------------------------------------
-    def submit(self, request: JobRequest) -> Job:
+    def submit(self, request: JobRequest, client: str = "") -> Job:
         if self.book.health == ServerState.error:
             raise ModelUnavailable("model_unavailable", self.book.load_error or "the model is not available")
         if self.worker.waiting() >= self.max_queue:
@@ -116,6 +121,7 @@ class JobService:
             request=request,
             total=request.steps,
             phase=first_phase(request),
+            client=client,
         )
         try:
             self.store.write_record(job.id, job.record())
@@ -161,13 +167,13 @@ class JobService:
         self.cancel(job)  # a queued job ends here (and goes); a running one at its next step
 
     def health(self) -> Health:
-        busy = 1 if self.worker.busy() else 0
         return Health(
             state=self.book.health,
             version=__version__,
-            device=self.engine.device_description,
+            device=self.worker.device_description(),
             model=self.engine.model,
-            queue_length=self.worker.waiting() + busy,
+            queue_length=self.worker.waiting() + self.worker.running(),
+            workers=self.worker.workers(),
             error=self.book.load_error if self.book.health == ServerState.error else None,
             auth=self.token_required,
             fast=self.engine.fast,

@@ -6,6 +6,7 @@ Krita keeps painting while a job runs. Errors become plain sentences for the doc
 import base64
 import json
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
@@ -28,6 +29,8 @@ from .wire import ProtocolError, parse_response, protocol
 SHORT_TIMEOUT_MS = 10000  # health, job status, cancel: loopback answers in milliseconds
 IMAGE_TIMEOUT_MS = 120000
 POLL_INTERVAL_MS = 500  # only when the event stream is unavailable
+# This Krita session's name on a shared (studio) server, which queues every client's jobs fairly.
+CLIENT_ID = "krita-" + uuid.uuid4().hex[:16]
 
 
 @dataclass
@@ -91,6 +94,7 @@ class Api(QObject):
     def request(self, path: str) -> QNetworkRequest:
         req = QNetworkRequest(QUrl(self.base_url + path))
         req.setRawHeader(b"Accept", b"application/json")
+        req.setRawHeader(protocol.CLIENT_HEADER.encode("ascii"), CLIENT_ID.encode("ascii"))
         if self.token:
             req.setRawHeader(b"Authorization", ("Bearer " + self.token).encode("utf-8"))
         return req

@@ -12,6 +12,8 @@ from typing import Any, AsyncIterator, Dict, List, Optional, Tuple
 import aiohttp
 from PIL import Image
 
+from shared.protocol import CLIENT_HEADER
+
 Event = Tuple[str, Dict[str, Any]]
 FINAL_STATES = ("done", "failed", "cancelled")
 # How long a test waits for a state it needs before it gives up: a guard against a hang on a loaded
@@ -53,10 +55,14 @@ class Api:
     session: aiohttp.ClientSession
     url: str
     token: Optional[str] = None
+    client: Optional[str] = None  # sent as the client id fair queueing goes by
 
     @property
     def headers(self) -> Dict[str, str]:
-        return {"Authorization": "Bearer " + self.token} if self.token else {}
+        headers = {"Authorization": "Bearer " + self.token} if self.token else {}
+        if self.client:
+            headers[CLIENT_HEADER] = self.client
+        return headers
 
     async def get_json(self, path: str, expect: int = 200) -> Any:
         async with self.session.get(self.url + path, headers=self.headers) as response:
