@@ -3,6 +3,7 @@
 
     python3 install.py                 # backend environment (.venv) + Krita plugin, enabled
     python3 install.py --dev           # ... plus the test tools
+    python3 install.py --cluster       # ... plus Ray, for a studio's backend (serve --cluster)
     python3 install.py --plugin-only   # just the Krita plugin
     python3 install.py --models sdxl   # ... and download the real SDXL + LayerDiffuse weights
     python3 install.py --zip           # dist/layerfusion-krita-plugin.zip for Krita's importer
@@ -395,7 +396,8 @@ def setup_environment(args: argparse.Namespace, venv: Path, report: Report) -> N
         stamp["torch"] = torch_key
         report.did("installed", "torch {} ({} build)".format(TORCH_VERSION, variant))
         new_torch = True
-    wanted = ["requirements.txt"] + (["requirements-dev.txt"] if args.dev else [])
+    wanted = (["requirements.txt"] + (["requirements-dev.txt"] if args.dev else [])
+              + (["requirements-cluster.txt"] if args.cluster else []))
     done = stamp.setdefault("requirements", {})
     for name in wanted:
         digest = sha((REPO / name).read_bytes() + (REPO / "requirements.txt").read_bytes())
@@ -483,6 +485,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument("--torch-index", default=None, metavar="URL",
                    help="pip index for torch ('' = pip's own); also LAYERFUSION_TORCH_INDEX")
     p.add_argument("--dev", action="store_true", help="also install the test tools (requirements-dev.txt)")
+    p.add_argument("--cluster", action="store_true",
+                   help="also install Ray for the studio backend (serve --cluster; requirements-cluster.txt)")
     p.add_argument("--plugin-only", action="store_true", help="only the Krita plugin, no environment")
     p.add_argument("--models", choices=["sdxl"], help="download real weights after installing")
     p.add_argument("--krita-dir", help="Krita's resource folder (or its pykrita folder) to install into")

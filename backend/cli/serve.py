@@ -8,11 +8,12 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Optional
 
 from aiohttp import web
 
 from backend.cli.model_options import add_model_arguments, load_options
-from backend.server.config import ConfigError, ServerConfig, default_output_dir
+from backend.server.config import ClusterOptions, ConfigError, ServerConfig, default_output_dir
 from shared.protocol import DEFAULT_HOST, DEFAULT_PORT
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,16 @@ def register(subparsers: "argparse._SubParsersAction[argparse.ArgumentParser]") 
         "--max-queue", type=int, default=32, help="jobs that may wait before 429 (default %(default)s)"
     )
     parser.add_argument("--no-previews", action="store_true", help="send no preview images with progress")
+    studio = parser.add_argument_group("studio (Ray cluster; install with: python3 install.py --cluster)")
+    studio.add_argument("--cluster", action="store_true",
+                        help="run jobs on a pool of Ray workers, one per GPU, each with the model loaded")
+    studio.add_argument("--ray-address", default=None, metavar="HOST:PORT",
+                        help="join this Ray cluster (started with 'ray start --head'); implies --cluster; "
+                             "without it --cluster starts a Ray on this machine alone")
+    studio.add_argument("--cluster-workers", type=int, default=None, metavar="N",
+                        help="workers to start (default: one per GPU in the cluster, one where it has none)")
+    studio.add_argument("--torch-threads", type=int, default=None, metavar="N",
+                        help="torch threads in each worker (default: torch's own choice)")
     add_model_arguments(parser, default_model="sdxl")
     parser.set_defaults(func=run)
 
@@ -50,6 +61,7 @@ def run(args: argparse.Namespace) -> int:
         token=args.token,
         max_queue=args.max_queue,
         previews=not args.no_previews,
+        cluster=cluster_options(args),
     )
     try:
         config.validate()
@@ -61,6 +73,12 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def cluster_options(args: argparse.Namespace) -> Optional[ClusterOptions]:
+    if not (args.cluster or args.ray_address):
+        return None
+    return ClusterOptions(address=args.ray_address, workers=args.cluster_workers, torch_threads=args.torch_threads)
 
 
 async def _serve(config: ServerConfig) -> None:

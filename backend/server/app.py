@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator, Callable, Optional
 
 from aiohttp import web
 
@@ -12,12 +12,24 @@ from backend.pipeline.engine import Engine
 from backend.server.auth import make_auth_middleware
 from backend.server.config import ServerConfig
 from backend.server.errors import error_middleware
+from backend.server.jobs import JobBook
 from backend.server.routes import CONFIG, SERVICE, add_routes
+from backend.server.runner import JobRunner
 from backend.server.service import JobService
 from backend.server.store import ResultStore
 from shared.protocol import MAX_UPLOAD_BYTES
 
 log = logging.getLogger(__name__)
+
+
+def cluster_runner(config: ServerConfig, store: ResultStore) -> Optional[Callable[[JobBook], JobRunner]]:
+    """What runs the jobs on a cluster; None for the single-process server, which imports no Ray."""
+    cluster = config.cluster
+    if cluster is None:
+        return None
+    from backend.server.cluster import ClusterRunner
+
+    return lambda book: ClusterRunner(cluster, config.loading, store, book, previews=config.previews)
 
 
 def create_app(config: ServerConfig, engine: Optional[Engine] = None) -> web.Application:
@@ -35,14 +47,16 @@ def create_app(config: ServerConfig, engine: Optional[Engine] = None) -> web.App
     add_routes(app)
 
     async def service_context(app: web.Application) -> AsyncIterator[None]:
+        store = ResultStore(config.output_dir)
         service = JobService(
             engine,
-            ResultStore(config.output_dir),
+            store,
             asyncio.get_running_loop(),
             max_queue=config.max_queue,
             max_queued_upload_bytes=config.max_queued_upload_bytes,
             token_required=bool(config.token),
             previews=config.previews,
+            runner=cluster_runner(config, store),
         )
         app[SERVICE] = service
         service.start()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 from dataclasses import dataclass, field
@@ -23,6 +24,26 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class ClusterOptions:
+    """Run the jobs on a pool of Ray workers (``serve --cluster``) instead of this process's thread."""
+
+    # A running Ray cluster to join ("HOST:PORT", or "auto"); None starts a Ray on this machine alone.
+    address: Optional[str] = None
+    # Workers to start; None = one per GPU the cluster has (one, on a cluster without GPUs).
+    workers: Optional[int] = None
+    # torch threads in each worker; None leaves torch's default (every core of its node).
+    torch_threads: Optional[int] = None
+
+    def validate(self) -> None:
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError("--cluster-workers must be at least 1")
+        if self.torch_threads is not None and self.torch_threads < 1:
+            raise ConfigError("--torch-threads must be at least 1")
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError("--cluster needs Ray, which is not installed: python3 install.py --cluster")
+
+
+@dataclass
 class ServerConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
@@ -37,8 +58,12 @@ class ServerConfig:
     max_queued_upload_bytes: int = 4 * MAX_UPLOAD_BYTES
     # Ask the engine for a small preview image with every step, sent on the event stream.
     previews: bool = True
+    # None: one worker thread in this process (the default); else a Ray pool (cluster.py).
+    cluster: Optional[ClusterOptions] = None
 
     def validate(self) -> None:
+        if self.cluster is not None:
+            self.cluster.validate()
         if not 0 <= self.port <= 65535:
             raise ConfigError("port %d is outside 0..65535" % self.port)
         if self.max_queue < 1:

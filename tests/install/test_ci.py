@@ -24,13 +24,13 @@ def test_ci_runs_exactly_the_readme_test_command() -> None:
     ci = REPO / ".ci" / "run"
     assert os.access(str(ci), os.X_OK)
     readme = fenced_blocks("Tests")[0]
-    assert [line.split("  #")[0].strip() for line in readme] == ["python3 install.py --dev",
+    assert [line.split("  #")[0].strip() for line in readme] == ["python3 install.py --dev --cluster",
                                                                  ".venv/bin/python -m pytest"]
     printed = subprocess.run(["bash", str(ci), "--print-test-command"], cwd=str(REPO), stdout=subprocess.PIPE,
                              universal_newlines=True, check=True).stdout.strip()
     assert printed == readme[1]
     script = ci.read_text()
-    assert "python3 install.py --dev --torch cpu" in script and 'eval "$test_command"' in script
+    assert "python3 install.py --dev --cluster --torch cpu" in script and 'eval "$test_command"' in script
 
 
 def test_readme_first_commands_set_up_then_generate() -> None:
