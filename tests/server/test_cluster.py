@@ -206,6 +206,22 @@ def test_a_killed_worker_fails_its_job_the_other_goes_on_and_it_serves_again(clu
     assert got["health"]["workers"] == 2 and got["health"]["state"] == "ready"
 
 
+def test_a_job_whose_worker_dies_before_its_first_step_is_run_again(cluster: BackendProcess) -> None:
+    async def scenario() -> Dict[str, Any]:
+        async with aiohttp.ClientSession() as session:
+            api = Api(session, cluster.url, client="retried")
+            # The tiny model's largest size: its first step takes far longer than the test needs to react.
+            job = await api.submit(generate_body(seed=8, size=1024, steps=2))
+            running = await api.wait_state(job, "running")
+            os.kill(_worker_pid(running), signal.SIGKILL)
+            return {"running": running, "final": await api.wait_final(job)}
+
+    got = _run(scenario())
+    assert got["running"]["progress"]["step"] == 0
+    assert got["final"]["state"] == "done", got["final"].get("error")
+    assert _worker_pid(got["final"]) != _worker_pid(got["running"])  # run again, by a live worker
+
+
 def test_workers_whose_model_cannot_load_make_health_say_why(tmp_path: Path) -> None:
     # Its own local Ray (--cluster without an address), next to the head the other tests use.
     missing = tmp_path / "no-such-checkpoint.safetensors"
