@@ -16,7 +16,7 @@ from .local_blend import kept_outside, scaled
 from .lora_picker import LoraCatalog
 from .pixels import decode_triplet, encode_png, fitted, image_from_bgra, in_background, thumbnail
 from .qt import QObject, QTimer, pyqtSignal
-from .settings import Settings, parse_loras
+from .settings import Settings, group_steps, parse_loras
 from .targets import MASK, HistoryEntry, ReblendSource, Target, UserError, history_label
 from .wire import ProtocolError, protocol, validated
 
@@ -41,15 +41,6 @@ def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _group_steps(params: Dict[str, Any], steps: int) -> int:
-    """The quality steps a group's re-blend takes: the group's own, unless it was made with Fast (its
-    few steps are the preset's) or names none; then the docker's."""
-    own = params.get("steps")
-    if params.get("speed") == protocol.Speed.fast.value or isinstance(own, bool) or not isinstance(own, (int, float)):
-        return steps
-    return int(own)
-
-
 class Controller(QObject):
     job_finished = pyqtSignal(object)  # JobOutcome, after its layers went in (or failed to)
     inserted = pyqtSignal(object)  # what the document side returned for an insertion
@@ -68,6 +59,7 @@ class Controller(QObject):
         self.history: Dict[str, HistoryEntry] = {}
         self.reblend_runs: Dict[str, JobRun] = {}  # group key -> its running re-blend
         self._reblend_serial: Dict[str, int] = {}  # group key -> number of its latest re-blend request
+        self._encoding: Dict[str, int] = {}  # group key -> serial of its re-blend still being encoded
         self.canvas = CanvasJobs(self)  # Add object, Generate background, Harmonize (canvas_controller.py)
         panel.apply(settings)
         panel.generate_clicked.connect(self.generate)
@@ -211,12 +203,10 @@ class Controller(QObject):
         serial = self._reblend_serial[source.group_key] = self._reblend_serial.get(source.group_key, 0) + 1
         t = source.target
         p = source.params
-        local = s.local_reblend and source.changed is not None and source.previous_blend is not None
         layers = [("foreground", source.foreground), ("background", source.background)]
-        if local:
-            layers.append(("previous_blend", source.previous_blend))
         changed = None
-        if local and source.changed is not None:
+        if s.local_reblend and source.changed is not None and source.previous_blend is not None:
+            layers.append(("previous_blend", source.previous_blend))
             changed = protocol.Rect(*scaled(source.changed, t.gen_width / t.width, t.gen_height / t.height,
                                             t.gen_width, t.gen_height))
 
@@ -228,6 +218,8 @@ class Controller(QObject):
             return out
 
         def encoded(pngs: Any, error: Optional[BaseException]) -> None:
+            if self._encoding.get(source.group_key) == serial:
+                del self._encoding[source.group_key]
             if self._reblend_serial.get(source.group_key) != serial:
                 return  # a newer re-blend of this group was asked for while this one was encoding
             if error is not None:
@@ -240,7 +232,7 @@ class Controller(QObject):
                     background_prompt=p.get("background_prompt") or s.background_prompt or "background",
                     negative_prompt=str(p.get("negative_prompt", s.negative_prompt)),
                     strength=s.strength, guidance=float(p.get("guidance", s.guidance)),
-                    **s.speed_fields(_group_steps(p, s.steps)),
+                    **s.speed_fields(group_steps(p, s.steps)),
                     seed=p.get("seed") if isinstance(p.get("seed"), int) else None,
                     # the LoRAs the group was made with, not the picker's: the blend must match its layers
                     loras=parse_loras(p.get("loras")), options=s.method_options(),
@@ -252,6 +244,7 @@ class Controller(QObject):
             self.reblend_runs[source.group_key] = run
 
         self.panel.show_message("Re-blending…")
+        self._encoding[source.group_key] = serial
         in_background(encode, encoded)
         return True
 
@@ -262,12 +255,19 @@ class Controller(QObject):
         if stale is not None:
             stale.cancel()
 
+    def reblend_busy(self, group_key: str) -> bool:
+        """Whether a re-blend of the group is being encoded or runs (a superseded one does not count)."""
+        encoding = self._encoding.get(group_key)
+        return group_key in self.reblend_runs or (encoding is not None and encoding == self._reblend_serial.get(group_key))
+
     def _reblended(self, source: ReblendSource, outcome: JobOutcome, asked: float) -> None:
         current = self.reblend_runs.get(source.group_key)
         if current is not None and current.job_id == outcome.job_id:
             del self.reblend_runs[source.group_key]
-        elif outcome.state == "done":
-            self.job_finished.emit(outcome)  # superseded: its blend is for an old placement
+        elif outcome.state in ("done", "cancelled"):
+            # superseded: its blend is for an old placement, and its cancelling is no news (a drag
+            # cancels one per live re-blend); the newer one's message stays
+            self.job_finished.emit(outcome)
             return
         if outcome.state != "done" or "blend" not in outcome.images:
             self._report(outcome if outcome.state != "done" else
@@ -287,7 +287,9 @@ class Controller(QObject):
                     self.panel.show_error("Could not replace the blend: %s" % err)
                 else:
                     where = "around the move" if "local_region" in outcome.params else "everywhere"
-                    self.panel.show_message("Blend regenerated %s in %.1f s." % (where, time.monotonic() - asked))
+                    took = time.monotonic() - asked
+                    self.panel.show_message("Blend regenerated %s in %.1f s." % (where, took))
+                    self.panel.show_latency(took)
             self.job_finished.emit(outcome)
 
         in_background(lambda: kept_outside(source, outcome.params, decode_triplet(

@@ -10,12 +10,11 @@ sections (Collapsible); long explanations are tooltips.
 """
 import math
 import random
-from typing import Any, List, Optional
+from typing import Any, Optional
 
+from . import docker_options
 from . import panel_widgets as pw
-from .collapsible import Collapsible
 from .flow_layout import FittingVBox, FlowLayout
-from .lora_picker import LoraPicker
 from .preview import PreviewView
 from .qt import (
     QFormLayout,
@@ -23,7 +22,6 @@ from .qt import (
     QIcon,
     QImage,
     QLabel,
-    QLineEdit,
     QListWidget,
     QListWidgetItem,
     QPixmap,
@@ -39,7 +37,6 @@ from .qt import (
 from .settings import Settings, dump_loras
 from .wire import protocol
 
-RESOLUTIONS = [("SDXL, 1 megapixel", 1024 * 1024), ("Draft, 0.25 MP", 512 * 512), ("Tiny test, 128²", 128 * 128)]
 _STATE_COLOURS = {"connected": "#2e7d32", "loading": "#b26a00", "offline": "#c62828", "error": "#c62828"}
 HISTORY_HEIGHT = 96  # px: one row of thumbnails, its labels and a horizontal scroll bar
 THUMB = 56
@@ -78,7 +75,7 @@ class Panel(QWidget):
         outer.addWidget(self.generate)
         outer.addLayout(self._build_actions())
         outer.addLayout(self._build_basics())
-        outer.addLayout(self._build_options())
+        outer.addLayout(docker_options.build_options(self))
         self.progress = QProgressBar()
         self.progress.setFormat(progress_format(0, 0, ""))
         self.progress.setRange(0, 1)
@@ -93,7 +90,7 @@ class Panel(QWidget):
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         outer.addWidget(self.message)
         outer.addWidget(self._build_history())
-        for section in self._build_sections():
+        for section in docker_options.build_sections(self):
             outer.addWidget(section)
         outer.addStretch(1)
 
@@ -165,20 +162,6 @@ class Panel(QWidget):
         form.addRow(pw.label_row("Steps", self.fast), self.steps)
         return form
 
-    def _build_options(self) -> FlowLayout:
-        flow = FlowLayout(spacing=6)
-        self.auto_reblend = pw.check("Auto re-blend", "Re-blend automatically when the foreground stops moving")
-        self.insert_mask = pw.check("Insert mask", "Also insert the method's hard mask as a hidden layer "
-                                  "“Mask” below the Foreground")
-        self.blend_layers = pw.check("Blend as layers", "Also add the blend as Shadows (multiply) and Light "
-                                   "(screen) layers, the Blend going in hidden (Generate with the generative "
-                                   "blend, Add object, Add background, Harmonize)")
-        self.select_foreground = pw.button("Select foreground", "Select the active LayerFusion Foreground's "
-                                         "(or paint layer's) alpha")
-        for widget in (self.auto_reblend, self.insert_mask, self.blend_layers, self.select_foreground):
-            flow.addWidget(widget)
-        return flow
-
     def _build_history(self) -> QWidget:
         """A strip of thumbnails, newest left; it scrolls sideways instead of taking the dock's height."""
         self.history = QListWidget()
@@ -197,47 +180,6 @@ class Panel(QWidget):
         self.history.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         return self.history
 
-    def _build_sections(self) -> List[Collapsible]:
-        """The folded-away settings: prompt extras, LoRAs, the method (``advanced``), the server."""
-        self.prompt_box = Collapsible("Prompt options", tooltip="Negative prompt, guidance, re-blend strength")
-        form = pw.form()
-        self.negative = QLineEdit()
-        self.negative.setPlaceholderText("What none of the images should show")
-        self.guidance = pw.spin(0.0, 30.0, 0.5, tip="Classifier-free guidance: how closely to follow the prompts")
-        self.strength = pw.spin(0.05, 1.0, 0.05, tip="How much a re-blend may change the blend")
-        form.addRow("Negative", self.negative)
-        form.addRow("Guidance", self.guidance)
-        form.addRow("Re-blend strength", self.strength)
-        self.local_reblend = pw.check("Only what moved", "Re-blend around the moved object only; off: the whole group")
-        form.addRow("", self.local_reblend)
-        self.prompt_box.body.addLayout(form)
-
-        self.lora_box = Collapsible("LoRAs", tooltip="Extra LoRA weights for the model")
-        self.loras = self.lora_box.add(LoraPicker())
-
-        self.advanced = Collapsible("Method", tooltip="The method's mask and blend options, and the resolution")
-        form = pw.form()
-        self.threshold = pw.spin(0.0, 1.0, 0.05, tip="Mask threshold τ: how sure the priors must be "
-                                 "that a pixel is the object")
-        self.coefficient = pw.spin(0.0, 200.0, 1.0, tip="Soft decision boundary k: higher = sharper "
-                                   "object edge; low values leak")
-        # The lowest value stands for a hard step (k = ∞): a spin box has no infinity.
-        self.coefficient.setSpecialValueText("step (∞)")
-        self.mask_source = pw.combo([(s.value, s.value) for s in protocol.MaskSource], "Where the mask comes from")
-        self.content_prior = pw.combo([(r.value, r.value) for r in protocol.ContentPrior], "The content prior")
-        self.resolution = pw.combo(RESOLUTIONS, "Generation size; the result is scaled to the canvas")
-        form.addRow("Threshold τ", self.threshold)
-        form.addRow("Boundary k", self.coefficient)
-        form.addRow("Mask source", self.mask_source)
-        form.addRow("Content prior", self.content_prior)
-        form.addRow("Resolution", self.resolution)
-        self.advanced.body.addLayout(form)
-
-        self.server_box = Collapsible("Server", tooltip="The LayerFusion server's address")
-        self.server_url = self.server_box.add(QLineEdit())
-        self.server_url.setToolTip("Address of the LayerFusion server")
-        return [self.prompt_box, self.lora_box, self.advanced, self.server_box]
-
     def _connect(self) -> None:
         self.dice.clicked.connect(self.roll_seed)
         self.random_seed.toggled.connect(lambda on: self.seed.setEnabled(not on))
@@ -254,8 +196,11 @@ class Panel(QWidget):
             line.editingFinished.connect(self.settings_changed)
         for combo in (self.blend, self.mask_source, self.content_prior, self.resolution):
             combo.currentIndexChanged.connect(self.settings_changed)
-        for spin in (self.seed, self.steps, self.guidance, self.strength, self.threshold, self.coefficient):
+        for spin in (self.seed, self.steps, self.guidance, self.strength, self.threshold, self.coefficient,
+                     self.live_interval):
             spin.valueChanged.connect(self.settings_changed)
+        for check in (self.auto_reblend, self.fast):
+            check.toggled.connect(self._show_live)
         for check in (self.random_seed, self.fast, self.auto_reblend, self.insert_mask, self.blend_layers,
                       self.local_reblend):
             check.toggled.connect(self.settings_changed)
@@ -286,12 +231,14 @@ class Panel(QWidget):
                 self.resolution.addItem("%d pixels" % values.target_pixels, values.target_pixels)
                 pw.select(self.resolution, values.target_pixels)
             self.auto_reblend.setChecked(values.auto_reblend)
+            self.live_interval.setValue(values.live_interval_ms)
             self.insert_mask.setChecked(values.insert_mask)
             self.blend_layers.setChecked(values.blend_layers)
             self.loras.set_choices(values.lora_choices())
             self.advanced.set_expanded(False)  # method options start folded away
         finally:
             self.blockSignals(False)
+        self._show_live()  # Fast is set with its signals blocked
         self._token = values.token
         self._history_limit = values.history_limit
 
@@ -314,6 +261,7 @@ class Panel(QWidget):
             mask_source=str(self.mask_source.currentData()),
             content_prior=str(self.content_prior.currentData()),
             auto_reblend=self.auto_reblend.isChecked(),
+            live_interval_ms=int(self.live_interval.value()),
             insert_mask=self.insert_mask.isChecked(),
             blend_layers=self.blend_layers.isChecked(),
             target_pixels=int(self.resolution.currentData()),
@@ -327,6 +275,15 @@ class Panel(QWidget):
     def show_health(self, health: Optional[Any]) -> None:
         """The server's protocol.Health (None: none answered): Fast is offered with a fast preset."""
         self.speed.show_health(health)
+        self._show_live()  # a server without a preset may have turned Fast off
+
+    def _show_live(self) -> None:
+        self.live_interval.setEnabled(docker_options.live_enabled(self.auto_reblend.isChecked(),
+                                                                  self.fast.isChecked()))
+
+    def show_latency(self, seconds: float) -> None:
+        """The last re-blend's latency, kept while other messages come and go."""
+        self.latency.setText(docker_options.latency_text(seconds))
 
     # ---- state shown -----------------------------------------------------------------------------
     def set_connection(self, kind: str, text: str) -> None:

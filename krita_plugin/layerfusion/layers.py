@@ -16,7 +16,7 @@ from .targets import CLIPPED, LAYER_STACK, LIGHT_MODES, Target, UserError, layer
 from .wire import sizes
 
 ANNOTATION = "layerfusion"  # one JSON document annotation: group uid -> what was generated there
-BLENDED_AT = "blended_at"  # record key: the Foreground's visible box (group pixels) its Blend was made for
+BLENDED_AT = "blended_at"  # record key: {blend layer uid: the Foreground's visible box (group pixels) it was made for}
 LAYER_NAMES = tuple((role, name) for role, name, _visible in LAYER_STACK)  # role -> layer name
 
 
@@ -199,7 +199,8 @@ class KritaDocuments:
         }
         if "foreground" in layers and "blend" in layers:
             box = alpha_box(layers["foreground"], target.width, target.height)
-            records[uid(group)][BLENDED_AT] = list(box) if box else None
+            # per blend layer (reblend.blended_box): an undone re-blend must not lend its box to this one
+            records[uid(group)][BLENDED_AT] = {ids["blend"]: list(box)} if box else {}
         root = doc.rootNode()
         active = doc.activeNode()
         top_level = active is not None and active.parentNode() is not None and uid(active.parentNode()) == uid(root)

@@ -8,6 +8,7 @@ blend keeps its "(previous)" name until the group is next read (Regenerate blend
 watcher), which names the top one "Blend" again.
 Krita emits no signal when a layer moves, hence the polling watcher below.
 """
+import time
 from typing import Any, Dict, Optional, Tuple
 
 from .canvas_layers import CanvasDocuments, pixels_beneath
@@ -25,12 +26,15 @@ from .layers import (
     write_pixels,
     write_records,
 )
-from .local_blend import alpha_box, union
+from .live_throttle import LiveThrottle
+from .local_blend import Box, alpha_box, union
 from .qt import QObject, QTimer
+from .settings import Settings
 from .targets import MASK, ReblendSource, Target, UserError
 
 BLEND, PREVIOUS = "Blend", "Blend (previous)"
 POLL_MS = 250
+LIVE_POLL_MS = 60  # with Fast and auto re-blend: often enough to follow a drag
 SETTLE_MS = 700  # the foreground must stay put this long before an automatic re-blend
 
 
@@ -52,11 +56,33 @@ def read_source(doc: Any, group: Any) -> ReblendSource:
     background = pixels_beneath(doc, group, (x, y, w, h)) if bg is None else layer_pixels(bg, (x, y, w, h))
     source = ReblendSource(doc, uid(group), target, foreground, background, dict(record.get("params", {})),
                            foreground_box=alpha_box(foreground, w, h))
-    blends, before = blend_layers(doc, group), record.get(BLENDED_AT)
-    if source.foreground_box is not None and blends and isinstance(before, list) and len(before) == 4:
-        source.changed = union(tuple(before), source.foreground_box)
+    blends = blend_layers(doc, group)
+    before = blended_box(record, blends[-1]) if blends else None
+    if source.foreground_box is not None and before is not None:
+        source.changed = union(before, source.foreground_box)
         source.previous_blend = layer_pixels(blends[-1], (x, y, w, h))
     return source
+
+
+def blended_box(record: Dict[str, Any], blend: Any) -> Optional[Box]:
+    """Where the Foreground's visible pixels were when ``blend`` was made, by the blend's uid; None if
+    not known. Records are not undone by Ctrl+Z but layer additions are, so the box is kept per blend
+    layer: an undone re-blend's box must not be taken for the blend that is on top again. An old record
+    (one list for the whole group) cannot say which blend it describes: None, a full re-blend."""
+    boxes = record.get(BLENDED_AT)
+    box = boxes.get(uid(blend)) if isinstance(boxes, dict) else None
+    return (box[0], box[1], box[2], box[3]) if isinstance(box, list) and len(box) == 4 else None
+
+
+def blended_boxes(record: Dict[str, Any], blends: list, new_uid: str, box: Optional[Box]) -> Dict[str, Any]:
+    """The record's per-blend boxes after a re-blend: the new blend's, and those of the blend layers
+    still in the group (``blends``), so the dict does not grow with every re-blend."""
+    old = record.get(BLENDED_AT)
+    live = {uid(n) for n in blends}
+    kept = {k: v for k, v in old.items() if k in live} if isinstance(old, dict) else {}
+    if box is not None:
+        kept[new_uid] = list(box)
+    return kept
 
 
 def blend_layers(doc: Any, group: Any) -> list:
@@ -101,8 +127,9 @@ class KritaSide(KritaDocuments, CanvasDocuments):
         name_blends(doc, group)
         records = read_records(doc)
         if source.group_key in records:
-            records[source.group_key]["reblend_params"] = params
-            records[source.group_key][BLENDED_AT] = list(source.foreground_box) if source.foreground_box else None
+            record = records[source.group_key]
+            record["reblend_params"] = params
+            record[BLENDED_AT] = blended_boxes(record, blend_layers(doc, group), uid(node), source.foreground_box)
             write_records(doc, records)
         doc.refreshProjection()  # asynchronous: the new blend's pixels are not marked dirty otherwise
         return node
@@ -111,8 +138,12 @@ class KritaSide(KritaDocuments, CanvasDocuments):
 class AutoReblend(QObject):
     """Watches the active group's Foreground; re-blends once it has stopped moving for SETTLE_MS.
 
-    A move while a re-blend runs cancels that (now stale) job; the controller does the cancelling
-    when a new re-blend for the same group starts.
+    Without Fast, a move while a re-blend runs cancels that (now stale) job. With Fast on too (live
+    mode), the watcher polls every LIVE_POLL_MS and, while the foreground keeps moving, starts a
+    re-blend at most every ``live_interval_ms`` (LiveThrottle: the first one an interval into the
+    drag); each new one cancels the one before it (the controller does that, and drops superseded
+    results), and the settle re-blend still runs once the drag stops, so the final placement always
+    gets its Blend. A document closed mid-drag is let go: its re-blend is cancelled, nothing written.
     """
 
     def __init__(self, controller: Controller, side: KritaSide) -> None:
@@ -120,7 +151,12 @@ class AutoReblend(QObject):
         self.controller = controller
         self.side = side
         self._seen: Dict[str, Tuple[int, int, int, int]] = {}
-        self._moved: Optional[Tuple[Any, Any]] = None
+        self._moved: Optional[Tuple[Any, Any]] = None  # the dragged group awaiting its settle re-blend
+        self._watched: Optional[Tuple[Any, str]] = None  # (document, group key) of the last one re-blended
+        self._asked: Dict[str, Box] = {}  # group key -> the Foreground's box its latest re-blend was asked for
+        self._throttle = LiveThrottle(Settings().live_interval_ms / 1000.0)
+        # Re-blends started during drags (live mode) and once the foreground settled: what a script sees.
+        self.live_started = self.settle_started = 0
         self._poll = QTimer(self)
         self._poll.setInterval(POLL_MS)
         self._poll.timeout.connect(self.check)
@@ -136,13 +172,22 @@ class AutoReblend(QObject):
         else:
             self._poll.stop()
             self._settle.stop()
+            self._throttle.stopped()
 
     def check(self) -> None:
+        values = self.controller.panel.values()
+        live = values.auto_reblend and values.fast
+        self._poll.setInterval(LIVE_POLL_MS if live else POLL_MS)  # a drag is seen while it happens
+        self._throttle.interval_s = values.live_interval_ms / 1000.0
+        if self._let_go_of_closed():
+            return
         try:
             doc = self.side.active()
-            group = find_group(doc)
         except UserError:
             return
+        if not self.side.is_open(doc):  # a pinned document (scripts, tests) that was closed
+            return
+        group = find_group(doc)
         if group is None:
             return
         fg = member(doc, group, "foreground")
@@ -154,18 +199,53 @@ class AutoReblend(QObject):
         key = uid(group)
         before = self._seen.get(key)
         self._seen[key] = where
-        if before is not None and before != where:
+        if before is None or before == where:
+            return
+        self._moved = (doc, group)
+        self._watched = (doc, key)
+        self._settle.start()  # restarts the countdown on every move
+        if not live:
             self.controller.cancel_reblend(key)
-            self._moved = (doc, group)
-            self._settle.start()  # restarts the countdown on every move
+            self._asked.pop(key, None)  # that re-blend will not land: the settle one must run
+        elif self._throttle.moved(time.monotonic()):
+            self.live_started += 1
+            self._start(doc, group)  # the controller cancels the stale one
+
+    def _let_go_of_closed(self) -> bool:
+        """Whether the watched document was closed (then its re-blend is cancelled and it is forgotten)."""
+        if self._watched is None or self.side.is_open(self._watched[0]):
+            return False
+        key = self._watched[1]
+        busy = self._moved is not None or self.controller.reblend_busy(key)
+        self.controller.cancel_reblend(key)
+        self._watched = self._moved = None
+        self._seen.pop(key, None)
+        self._asked.pop(key, None)
+        self._settle.stop()
+        self._throttle.stopped()
+        if busy:
+            self.controller.panel.show_message("The document was closed mid-drag: its re-blend was cancelled, "
+                                               "nothing was inserted.")
+        return True
 
     def _fire(self) -> None:
+        self._throttle.stopped()
         if self._moved is None:
             return
         doc, group = self._moved
         self._moved = None
+        key = uid(group)
+        if key in self._asked and self._asked[key] == self._seen.get(key):
+            return  # the drag's last live re-blend was for this very placement: it is the final one
+        self.settle_started += 1
+        self._start(doc, group)
+
+    def _start(self, doc: Any, group: Any) -> None:
         if not self.side.is_open(doc) or group.parentNode() is None:
             return
+        key = uid(group)
+        if key in self._seen:
+            self._asked[key] = self._seen[key]
         try:
             self.controller.reblend(read_source(doc, group))
         except UserError as err:

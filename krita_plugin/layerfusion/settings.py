@@ -34,6 +34,8 @@ class Settings:
     mask_source: str = protocol.MaskSource.product.value
     content_prior: str = protocol.ContentPrior.layerwise.value
     auto_reblend: bool = False
+    # With auto re-blend and Fast both on, a drag re-blends at most every this many ms (reblend.py).
+    live_interval_ms: int = 400
     insert_mask: bool = False  # also fetch the hard mask and insert it as a hidden "Mask" layer
     # Jobs also return the blend as Shadows and Light layers (multiply / screen), the Blend layer then
     # going in hidden: the canvas jobs, and Generate with the generative blend (not Regenerate blend).
@@ -61,6 +63,15 @@ class Settings:
         if self.fast:
             return dict(speed=protocol.Speed.fast, steps=self.fast_steps if self.fast_steps >= 1 else self.steps)
         return dict(speed=protocol.Speed.quality, steps=self.steps if quality_steps is None else quality_steps)
+
+
+def group_steps(params: Dict[str, Any], steps: int) -> int:
+    """The quality steps a group's re-blend takes: the group's own, unless it was made with Fast (its
+    few steps are the preset's) or names none; then the docker's."""
+    own = params.get("steps")
+    if params.get("speed") == protocol.Speed.fast.value or isinstance(own, bool) or not isinstance(own, (int, float)):
+        return steps
+    return int(own)
 
 
 def parse_loras(data: Any) -> List[Any]:

@@ -179,6 +179,19 @@ def run(cfg, facts):
         facts["local_outside_same"] = all(blend_a[i * 4:i * 4 + 4] == blend_b[i * 4:i * 4 + 4] for i in outside)
         facts["local_inside_change"] = mean_abs(blend_b, blend_a, W, [x0, y0, w, h])
 
+    # What Ctrl+Z of that re-blend restores (blend_a on top again; the record is not undone): the
+    # "before" box must be blend_a's own, (40, 40) 24 x 24, so the change spans it and where the square is.
+    from layerfusion.reblend import read_source
+
+    blend_layers(doc, group)[-1].remove()
+    doc.waitForDone()
+    undone = read_source(doc, group)
+    facts["undone_changed"] = list(undone.changed) if undone.changed is not None else None
+    facts["undone_previous_is_blend_a"] = undone.previous_blend == blend_a
+    controller.reblend(undone)  # two blend layers again, as the save below expects
+    spin(lambda: len(finished) == before_auto + 5)
+    facts["undone_reblend_local"] = "local_region" in finished[-1].params
+
     # With a selection, the selection's bounds are the target (mapped to a model size, scaled back).
     from krita import Selection
 

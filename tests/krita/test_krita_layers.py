@@ -76,6 +76,13 @@ def test_a_moved_object_is_reblended_locally_and_the_rest_of_the_blend_is_kept(f
     assert facts["local_inside_change"] > 1.0
 
 
+def test_after_an_undone_reblend_the_restored_blend_keeps_its_own_box(facts):
+    # blend_a was made with the square at (40, 40) 24 x 24; it now lies at x = 56: their union.
+    assert facts["undone_changed"] == [40, 40, 40, 24]
+    assert facts["undone_previous_is_blend_a"]
+    assert facts["undone_reblend_local"]
+
+
 def test_selection_bounds_are_the_target(facts):
     x, y, w, h, gen_w, gen_h = facts["selection_target"]
     assert (x, y, w, h) == (16, 8, 96, 64)

@@ -5,6 +5,7 @@ one, layers.py, is tested inside Krita in tests/krita/).
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Dict, List
 
@@ -166,9 +167,11 @@ def test_reblend_and_reinsert_from_history(qapp, live_backend, spin):
     done = finished_jobs(controller)
     panel.generate.click()
     spin(lambda: len(done) == 1)
+    assert panel.latency.text() == ""
     panel.reblend.click()
     spin(lambda: len(done) == 2)
     assert done[1].kind == "reblend" and done[1].state == "done", panel.message.text()
+    assert re.fullmatch(r"Last re-blend \d+\.\d s", panel.latency.text()), panel.latency.text()
     assert len(docs.replaced) == 1 and len(docs.replaced[0]) == W * H * 4
     spin(lambda: panel.history.count() >= 1)
     panel.reinsert_requested.emit(panel.history.item(0).data(0x0100))
