@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -72,6 +73,13 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(_serve(config))
     except KeyboardInterrupt:
         pass
+    if config.cluster is not None:
+        # Ray is shut down and every result written by now; Ray's C++ threads can still abort the
+        # interpreter's own finalization (SIGABRT at exit, now and then), so a studio server ends here.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
 
 
