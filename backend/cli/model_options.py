@@ -29,6 +29,9 @@ def add_model_arguments(parser: argparse.ArgumentParser, default_model: str) -> 
                             "repeatable")
     group.add_argument("--lora-cache", type=int, default=4, metavar="N",
                        help="LoRA files kept loaded between jobs (default %(default)s)")
+    group.add_argument("--lora-fold", action=argparse.BooleanOptionalAction, default=None,
+                       help="fold LoRAs into the UNet's weights while jobs ask for the same ones, the unfolded weights "
+                            "kept in RAM (default: on a GPU without --cpu-offload), or run them as adapters")
     group.add_argument("--allow-download", action="store_true",
                        help="fetch missing sdxl files into the Hugging Face cache before loading")
     group.add_argument("--fast-lora", default=None, metavar="NAME",
@@ -44,5 +47,6 @@ def load_options(args: argparse.Namespace) -> LoadOptions:
                        vae=args.vae, cpu_offload=args.cpu_offload, vae_tiling=args.vae_tiling,
                        attention_slicing=args.attention_slicing, allow_download=args.allow_download,
                        prediction=getattr(args, "prediction", "auto"), lora_dirs=list(args.lora_dir),
-                       lora_cache=args.lora_cache, fast_lora=getattr(args, "fast_lora", None),
+                       lora_cache=args.lora_cache, lora_fold=getattr(args, "lora_fold", None),
+                       fast_lora=getattr(args, "fast_lora", None),
                        fast_family=getattr(args, "fast_family", None))

@@ -36,6 +36,10 @@ class LoadOptions:
     lora_dirs: list[str] = field(default_factory=list)
     # LoRA files kept loaded as adapters between jobs (least recently used ones are unloaded).
     lora_cache: int = 4
+    # Fold the UNet's LoRAs into its weights while jobs ask for the same ones (the unfolded weights wait
+    # in RAM); off: they stay adapters, a little slower per step, no RAM copy. None: on a GPU without
+    # --cpu-offload, where the copy does not share the memory the model runs in.
+    lora_fold: Optional[bool] = None
     # Speed 'fast': a step-distilled LoRA (its name as the LoRA folders list it) and/or the distillation
     # family (backend.models.distilled.FAMILIES); a family alone says the served checkpoint is distilled.
     fast_lora: Optional[str] = None

@@ -110,7 +110,13 @@ class Engine:
         self.architecture = self.bundle.architecture
         self.pipe = LayerFusionPipeline.from_bundle(self.bundle)
         self._previewer = LatentPreviewer(self.bundle.vae)
-        self._adapters = LoraAdapters(self.pipe, self.options.lora_cache)
+        self._adapters = LoraAdapters(self.pipe, self.options.lora_cache, self._lora_fold())
+
+    def _lora_fold(self) -> bool:
+        if self.options.lora_fold is not None:
+            return self.options.lora_fold
+        assert self.bundle is not None
+        return self.bundle.device.type != "cpu" and not self.bundle.cpu_offload
 
     def check(self, request: JobRequest) -> None:
         """What the protocol cannot know: the model's size limit, its prior layer, and whether uploaded

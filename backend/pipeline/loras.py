@@ -1,9 +1,10 @@
 """LoRAs on the pipeline's UNet and both text encoders, switched per job without touching a weight.
 
 diffusers converts each file (kohya, LyCORIS LoCon, diffusers, PEFT) and PEFT wraps the layers it
-targets as a named adapter; base weights are never modified, so a job without LoRAs runs exactly the
-model alone however many jobs with LoRAs came before. A file is loaded once and kept; beyond
-``capacity`` the least recently used adapter is deleted. Switching is setting scales, not loading.
+targets as a named adapter; a job without LoRAs runs exactly the model alone however many jobs with
+LoRAs came before. A file is loaded once and kept; beyond ``capacity`` the least recently used adapter
+is deleted. Switching is setting scales, not loading. While one choice lasts, the UNet's adapters are
+folded into its weights (backend.pipeline.lora_fusion): every job of that choice runs the same sums.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from torch import nn
 
 from backend.models.loras import LoraError, LoraFile
 from backend.models.weight_files import WeightFileError, is_torch_file, load_tensors, read_header
+from backend.pipeline.lora_fusion import FoldedLoras
 
 log = logging.getLogger(__name__)
 
@@ -121,12 +123,20 @@ class _Adapter:
 class LoraAdapters:
     """The LoRAs loaded into one pipeline, and which of them the next job uses."""
 
-    def __init__(self, pipe: Any, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, pipe: Any, capacity: int = DEFAULT_CAPACITY, fold: bool = False) -> None:
         self.pipe = pipe
         self.capacity = max(1, capacity)
         self._adapters: OrderedDict[tuple, _Adapter] = OrderedDict()
         self._serial = 0
         self.active: tuple[tuple[str, float], ...] = ()
+        self.fold = fold
+        self._folded = FoldedLoras(pipe.unet)
+        self._folded_for: tuple = ()  # the choice folded in: (file key, strength) pairs
+        self._unfoldable: tuple = ()  # a choice that could not be folded: not tried again
+
+    @property
+    def folded(self) -> bool:
+        return self._folded.folded
 
     @property
     def loaded(self) -> list[str]:
@@ -135,6 +145,11 @@ class LoraAdapters:
     def activate(self, choices: Sequence[tuple[LoraFile, float]]) -> None:
         """Exactly these LoRAs at these strengths for the next job; none = the model alone. A LoRA that
         does not fit raises LoraError and leaves the model as it was."""
+        wanted = tuple((file.key, float(strength)) for file, strength in choices)
+        if self._folded.folded:
+            if wanted == self._folded_for:
+                return  # the same LoRAs as the job before, folded already
+            self._folded.restore()
         if not choices:
             if self._adapters:
                 self.pipe.disable_lora()
@@ -145,6 +160,11 @@ class LoraAdapters:
         self.pipe.enable_lora()
         self.pipe.set_adapters(names, [float(strength) for _, strength in choices])
         self.active = tuple((file.name, float(strength)) for file, strength in choices)
+        if self.fold and wanted != self._unfoldable:
+            if self._folded.fold(names):
+                self._folded_for = wanted
+            else:
+                self._unfoldable = wanted
 
     def _ensure(self, file: LoraFile) -> _Adapter:
         key = file.key
