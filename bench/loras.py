@@ -114,8 +114,10 @@ def main() -> None:
             + table(rows, ("measure", "figures", "ratio", "target"))
             + "\n\nA switch sets adapter scales; it never loads or merges weights, so it does not grow with the model. "
               "The bench model's text encoders are as wide as its UNet's blocks are narrow, so LoRAs weigh more "
-              "there than on SDXL (the real-shape rows). On the GPU the cost of running with LoRAs is the extra low-rank products per targeted layer "
-              "(PEFT's unmerged form, the price of switching without touching the weights).")
+              "there than on SDXL (the real-shape rows). Measured as adapters (the server's default on the CPU), "
+              "running with LoRAs costs the extra low-rank products per targeted layer; on a GPU the server "
+              "folds the UNet's LoRAs into its weights while the choice lasts, so a switch there also restores "
+              "and folds (see the fast preset's folding row).")
     print(body)
     if not args.no_write:
         write_section("LoRAs", body)
