@@ -1,4 +1,4 @@
-"""LoRAs on the pipeline's UNet and both text encoders, switched per job without touching a weight.
+"""LoRAs on the pipeline's UNet and both text encoders, switched per job, base weights kept exact.
 
 diffusers converts each file (kohya, LyCORIS LoCon, diffusers, PEFT) and PEFT wraps the layers it
 targets as a named adapter; a job without LoRAs runs exactly the model alone however many jobs with
