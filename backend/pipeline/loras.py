@@ -147,7 +147,7 @@ class LoraAdapters:
         does not fit raises LoraError and leaves the model as it was."""
         wanted = tuple((file.key, float(strength)) for file, strength in choices)
         if self._folded.folded:
-            if wanted == self._folded_for:
+            if self.fold and wanted == self._folded_for:
                 return  # the same LoRAs as the job before, folded already
             self._folded.restore()
         if not choices:

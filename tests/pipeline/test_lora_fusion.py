@@ -102,6 +102,8 @@ def test_the_folded_picture_is_the_adapters_picture_and_a_change_unfolds(lora_di
     alone = _triplet(pipe)
     assert (alone.blend - folded.blend).abs().max() > 1e-2
     adapters.fold = False
+    adapters.activate(choice[:1])  # the folded choice, now asked as adapters: unfolded
+    assert not adapters.folded
     adapters.activate(choice)
     assert not adapters.folded
     torch.testing.assert_close(_triplet(pipe).blend, adapted.blend, rtol=0, atol=0)
@@ -117,7 +119,7 @@ def test_a_layer_that_cannot_be_folded_leaves_every_weight_and_adapter_as_it_was
     adapters.activate([(lora, 1.0)])
     adapted = _triplet(pipe)
     adapters.fold = True
-    (name,) = {n for _, names in wrapped_layers(bundle.unet, ["lora1"]) for n in names}
+    (name,) = [adapter.name for adapter in adapters._adapters.values()]
     module, _ = wrapped_layers(bundle.unet, [name])[-1]
     module.lora_bias[name] = True  # as a LoRA with bias terms would be: not W + s B A alone
     before = _unet_weights(bundle)
