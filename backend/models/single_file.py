@@ -178,10 +178,16 @@ def _convert_clip_g(tensors: dict[str, torch.Tensor], config: dict[str, Any]) ->
 
 def meta_modules(config_dir: Path) -> dict[str, torch.nn.Module]:
     """The four modules from their configs on the meta device: shapes without memory or init time."""
+    return config_modules(config_dir, torch.device("meta"))
+
+
+def config_modules(config_dir: Path, device: torch.device) -> dict[str, torch.nn.Module]:
+    """The four modules from their configs, built on ``device``: randomly initialised there unless it is
+    the meta device."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    with torch.device("meta"):
+    with device:
         return {
             "unet": UNet2DConditionModel.from_config(read_config(config_dir, "unet")),
             "vae": AutoencoderKL.from_config(read_config(config_dir, "vae")),

@@ -99,7 +99,7 @@ def build_components(seed: int = 0, unet_overrides: dict | None = None) -> dict:
     """Deterministic random SDXL-shaped components, in memory. ``unet_overrides`` widens the UNet
     (the benchmarks use a 30 M-parameter one)."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
     text_config = CLIPTextConfig(**{**TEXT_CONFIG, "vocab_size": len(tiny_vocabulary())})
     torch.manual_seed(seed)
@@ -110,13 +110,20 @@ def build_components(seed: int = 0, unet_overrides: dict | None = None) -> dict:
     text_encoder = CLIPTextModel(text_config)
     torch.manual_seed(seed + 3)
     text_encoder_2 = CLIPTextModelWithProjection(text_config)
+    tokenizer, tokenizer_2 = tiny_tokenizers()
+    return dict(unet=unet, vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
+                tokenizer=tokenizer, tokenizer_2=tokenizer_2)
+
+
+def tiny_tokenizers() -> tuple[Any, Any]:
+    """SDXL's two CLIP tokenizers (padding with end-of-text, and with '!') on the tiny vocabulary: every
+    id is below any CLIP vocabulary's size, so they also feed randomly initialised full-size encoders."""
+    from transformers import CLIPTokenizer
+
     with tempfile.TemporaryDirectory() as tmp:
         write_tokenizer(Path(tmp, "t1"), "<|endoftext|>")
         write_tokenizer(Path(tmp, "t2"), "!")
-        tokenizer = CLIPTokenizer.from_pretrained(Path(tmp, "t1"))
-        tokenizer_2 = CLIPTokenizer.from_pretrained(Path(tmp, "t2"))
-    return dict(unet=unet, vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2,
-                tokenizer=tokenizer, tokenizer_2=tokenizer_2)
+        return CLIPTokenizer.from_pretrained(Path(tmp, "t1")), CLIPTokenizer.from_pretrained(Path(tmp, "t2"))
 
 
 def attention_projections(unet: torch.nn.Module) -> list[str]:

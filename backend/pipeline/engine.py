@@ -104,10 +104,13 @@ class Engine:
         return self.bundle.describe_device() if self.bundle is not None else self.options.device
 
     def load(self) -> None:
-        if self.pipe is not None:
-            return
-        self.bundle = load_bundle(self.options)
-        self.architecture = self.bundle.architecture
+        if self.pipe is None:
+            self.attach(load_bundle(self.options))
+
+    def attach(self, bundle: ModelBundle) -> None:
+        """Serve ``bundle``, a model built elsewhere (the SDXL-shape benchmark builds one in memory)."""
+        self.bundle = bundle
+        self.architecture = bundle.architecture
         self.pipe = LayerFusionPipeline.from_bundle(self.bundle)
         self._previewer = LatentPreviewer(self.bundle.vae)
         self._adapters = LoraAdapters(self.pipe, self.options.lora_cache, self._lora_fold())
