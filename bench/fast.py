@@ -223,8 +223,8 @@ def main() -> None:
             "Linear of the UNet's transformer stacks, folded into the UNet's weights as the server runs a distilled "
             f"LoRA by default (rank 16 on these 128-256-wide blocks is the share rank 64 has on SDXL's 640-1280). Best of "
             f"{args.rounds} alternating rounds after a warm-up (three fast runs of each kind in each); text encoding and VAE decoding "
-            "included (fixed costs that do not shrink with the steps). No GPU was lent for this measurement; "
-            "the 1024² SDXL-shape figure is still to be taken.\n\n"
+            "included (fixed costs that do not shrink with the steps). The same jobs at 1024² on SDXL's real "
+            "shapes, on a GPU: `python -m bench.sdxl_shapes`.\n\n"
             + table(rows, ("measure", "figures", "ratio", "target"))
             + "\n\nA job checks for cancellation before every UNet call, so a cancel waits at most for the "
               "step under way. Counted in UNet rows the fast triplet is %d ÷ %d = %.3f of the standard one; "
