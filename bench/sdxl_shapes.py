@@ -16,7 +16,10 @@ import argparse
 import base64
 import io
 import statistics
+import tempfile
 import time
+import uuid
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -30,6 +33,7 @@ from backend.models.single_file import SDXL_CONFIG_DIR, config_modules, read_con
 from backend.models.tiny import attention_projections, build_bundle, tiny_tokenizers
 from backend.models.transparent_vae import TransparentVAEDecoder, TransparentVAEEncoder
 from backend.pipeline.engine import Engine
+from backend.server.store import ResultStore
 from bench.report import machine, table, write_section
 from shared.protocol import parse_job_request
 
@@ -81,10 +85,11 @@ def png(image: Image.Image) -> str:
 
 
 class Measured:
-    """Median seconds and peak device memory of a job over rounds, after one warm-up run."""
+    """Median seconds and peak device memory of a job over rounds, after one warm-up run. A round is
+    what the server does for a job: read the request's PNGs, run it, write the result PNGs."""
 
-    def __init__(self, engine: Engine, device: torch.device):
-        self.engine, self.device = engine, device
+    def __init__(self, engine: Engine, device: torch.device, store: ResultStore):
+        self.engine, self.device, self.store = engine, device, store
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
@@ -100,6 +105,7 @@ class Measured:
             self._sync()
             start = time.perf_counter()
             result = self.engine.run(request)
+            self.store.write_images(uuid.uuid4().hex, result.images)
             self._sync()
             times.append(time.perf_counter() - start)
         peak = torch.cuda.max_memory_allocated(self.device) if self.device.type == "cuda" else 0
@@ -144,17 +150,18 @@ def main() -> None:
     built = time.perf_counter() - built
     engine = Engine(LoadOptions(model=args.shapes, device=str(device), fast_family=FAST_FAMILY))
     engine.attach(bundle)
-    measured = Measured(engine, device)
     bodies = jobs(args.size, args.region)
     seconds: dict[str, float] = {}
     peaks: dict[str, int] = {}
     images: dict[str, Image.Image] = {}
-    for name, body in bodies.items():
-        seconds[name], peaks[name], result = measured.job(body(images), args.rounds)
-        if name == "fast":
-            images = result.images
-        if name == "local":
-            box = result.params["local_region"]
+    with tempfile.TemporaryDirectory(prefix="bench-sdxl-") as results:
+        measured = Measured(engine, device, ResultStore(Path(results)))
+        for name, body in bodies.items():
+            seconds[name], peaks[name], result = measured.job(body(images), args.rounds)
+            if name == "fast":
+                images = result.images
+            if name == "local":
+                box = result.params["local_region"]
     size, gib = args.size, 2 ** 30
     memory = (lambda name: f"{peaks[name] / gib:.1f} GiB") if device.type == "cuda" else (lambda name: "—")
     rows = [
@@ -173,7 +180,8 @@ def main() -> None:
                "attention offsets and full-width transparent decoder and encoder), random weights"
                if args.shapes == "sdxl" else "The tiny model")
             + f" built on the device in {built:.0f} s. Jobs as the plugin sends them, run by the server's engine; "
-            f"median of {args.rounds} runs after a warm-up, PNG decoding and encoding included; peak memory is the "
+            f"median of {args.rounds} runs after a warm-up, each reading the request's PNGs and writing the results' as "
+            "the server does; peak memory is the "
             "device's allocated maximum during the timed runs. Fast: a distilled checkpoint with the "
             f"{FAST_FAMILY} preset (the UNet rows of a folded distilled LoRA).\n\n"
             + table(rows, ("job", "seconds", "peak memory", "target")))
