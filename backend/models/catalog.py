@@ -12,8 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
 
-from backend.models.layerdiffuse import FORMATS, LayerDiffuseFiles, find_files, identify
+from backend.models.file_kinds import FORMATS, identify
+from backend.models.layerdiffuse import LayerDiffuseFiles, find_files
 from backend.models.weight_files import WeightFileError, read_header
+
+
+class ModelNotAvailable(RuntimeError):
+    """The model cannot be had as asked: its files are not on this machine (and downloading was not
+    allowed or not possible), or the device or dtype asked for is not here."""
+
 
 # The published base checkpoint's file name (sd_xl_base_1.0.safetensors, …_0.9vae.safetensors).
 SDXL_BASE_PREFIX = "sd_xl_base"

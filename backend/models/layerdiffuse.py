@@ -23,6 +23,7 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
+from backend.models.file_kinds import FORMATS, identify
 from backend.models.ldm_names import attention_block_map
 from backend.models.lowrank import LowRankDelta
 from backend.models.options import DEFAULT_RANK
@@ -46,25 +47,9 @@ LAYERDIFFUSE_ENCODER_SCALE = 300.0
 # The tiny test model's encoder is its own random model at narrower widths, sized for x1 (the in-memory
 # tiny bundle's default): it has to give the same latents whether it is read from disk or built in memory.
 TINY_ENCODER_SCALE = 1.0
-# The transparent-attention projections, the weight offsets of which the dense diffusers file holds.
-DENSE_KEY = re.compile(r"\.attn[12]\.to_(q|k|v|out\.0)\.weight$")
 log = logging.getLogger(__name__)
 LORA_KEY = re.compile(r"^diffusion_model\.(?P<name>.+)\.weight::(?P<kind>[a-z_]+)::(?P<index>\d+)$")
 
-# What ``identify`` can answer.
-FORMATS = {
-    "layerdiffuse-attn-lora": "LayerDiffuse transparent attention, original LoRA layout",
-    "layerdiffuse-attn-dense": "LayerDiffuse transparent attention, diffusers dense offsets",
-    "layerdiffuse-decoder": "LayerDiffuse transparent VAE decoder",
-    "layerdiffuse-encoder": "LayerDiffuse transparent VAE encoder",
-    "layerdiffuse-conditional": "LayerDiffuse conditional layer model (not used by LayerFusion)",
-    "sdxl-original": "SDXL checkpoint, original (A1111/ComfyUI) layout",
-    "diffusers-unet": "diffusers UNet weights",
-    "diffusers-vae": "diffusers VAE weights",
-    "vae-original": "VAE in the original layout (ComfyUI vae/ folder)",
-    "transformers-clip-text": "CLIP text encoder weights (transformers)",
-    "unknown": "not a format LayerFusion knows",
-}
 
 
 @dataclass
@@ -74,37 +59,6 @@ class LayerDiffuseFiles:
     encoder: Optional[Path] = None
     # None: from the encoder file's layout (encoder_scales_by_width); a number overrides it.
     encoder_scale: Optional[float] = None
-
-
-def identify(header: Mapping[str, TensorInfo]) -> str:
-    """The format of a safetensors file, from its tensor names alone."""
-    names = [k for k in header if k != "__metadata__"]
-    if not names:
-        return "unknown"
-    if all("::lora::" in k for k in names):
-        return "layerdiffuse-attn-lora"
-    if any("::diff::" in k for k in names):
-        return "layerdiffuse-conditional"
-    if "latent_conv_in.weight" in header:
-        return "layerdiffuse-decoder"
-    if all(re.fullmatch(r"blocks\.\d+\.(weight|bias)", k) for k in names):
-        return "layerdiffuse-encoder"
-    from backend.models.single_file import is_original_sdxl
-
-    if is_original_sdxl(set(names)):
-        return "sdxl-original"
-    if "conv_in.weight" in header and any(k.startswith("down_blocks.") for k in names):
-        return "diffusers-unet"
-    # By majority, after the UNet test (a whole UNet is mostly other tensors): one stray tensor (a bias,
-    # a metadata tensor) must not make the file "unknown"; validate_attention then names it.
-    if 2 * sum(bool(DENSE_KEY.search(k)) for k in names) > len(names):
-        return "layerdiffuse-attn-dense"
-    if "encoder.conv_in.weight" in header and "decoder.conv_out.weight" in header:
-        # ComfyUI's vae/ files (e.g. sdxl_vae.safetensors) use the original block names.
-        return "vae-original" if any(k.startswith("encoder.down.") for k in names) else "diffusers-vae"
-    if any(k.startswith("text_model.encoder.layers.") for k in names):
-        return "transformers-clip-text"
-    return "unknown"
 
 
 def find_files(folder: Path) -> Optional[LayerDiffuseFiles]:

@@ -28,6 +28,12 @@ _UNET_FIXED = {
 }
 
 
+def is_original_sdxl(names: Mapping[str, Any] | set[str]) -> bool:
+    """An SDXL checkpoint in the original layout has a UNet and the second (OpenCLIP) text encoder."""
+    return any(k.startswith(UNET_PREFIX) for k in names) and any(
+        k.startswith(CLIP_G_PREFIX) for k in names)
+
+
 def _layers(config: Mapping[str, Any]) -> int:
     layers = config["layers_per_block"]
     if not isinstance(layers, int):

@@ -18,6 +18,7 @@ from typing import Any, Mapping, Optional
 import torch
 
 from backend.models import ldm_names
+from backend.models.file_kinds import identify
 from backend.models.weight_files import WeightFileError, check_names_and_shapes, load_tensors, read_header
 
 SDXL_CONFIG_DIR = Path(__file__).with_name("configs") / "sdxl"
@@ -47,12 +48,6 @@ NO_VAE_MESSAGE = ("the checkpoint has no VAE baked in (no tensor starts with '{p
                   "(e.g. sdxl_vae.safetensors from ComfyUI's models/vae folder)")
 
 
-def is_original_sdxl(names: Mapping[str, Any] | set[str]) -> bool:
-    """An SDXL checkpoint in the original layout has a UNet and the second (OpenCLIP) text encoder."""
-    return any(k.startswith(ldm_names.UNET_PREFIX) for k in names) and any(
-        k.startswith(ldm_names.CLIP_G_PREFIX) for k in names)
-
-
 def other_family(names: Mapping[str, Any] | set[str]) -> Optional[str]:
     """Why a checkpoint that is not SDXL base is refused, when its keys tell which model it is."""
     if not any(k.startswith(ldm_names.UNET_PREFIX) for k in names):
@@ -69,7 +64,7 @@ def other_family(names: Mapping[str, Any] | set[str]) -> Optional[str]:
 
 def require_sdxl(path: str | Path, names: Mapping[str, Any]) -> None:
     """Refuse anything but an original-layout SDXL checkpoint, naming the model family when known."""
-    if is_original_sdxl(names):
+    if ldm_names.is_original_sdxl(names):
         return
     reason = other_family(names) or (
         f"not an SDXL checkpoint in the original layout (no '{ldm_names.UNET_PREFIX}' and "
@@ -244,8 +239,6 @@ def load_vae_file(path: str | Path, vae_config: dict[str, Any], dtype: torch.dty
     strictly, with the base model's VAE config."""
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
-
-    from backend.models.layerdiffuse import identify
 
     kind = identify(read_header(path))
     if kind not in ("vae-original", "diffusers-vae"):

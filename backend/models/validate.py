@@ -13,7 +13,7 @@ from typing import Optional
 
 import torch
 
-from backend.models import layerdiffuse, single_file
+from backend.models import file_kinds, layerdiffuse, single_file
 from backend.models.transparent_vae import channels_for
 from backend.models.weight_files import WeightFileError, check_names_and_shapes, read_header
 
@@ -31,7 +31,7 @@ class CheckResult:
 
     @property
     def description(self) -> str:
-        return layerdiffuse.FORMATS.get(self.format, self.format)
+        return file_kinds.FORMATS.get(self.format, self.format)
 
 
 def config_dir(model: str) -> Path:
@@ -87,14 +87,14 @@ def check_for(path: Path, kind: str, model: str) -> str:
     family = single_file.other_family(read_header(path))
     if family:
         raise WeightFileError(f"{path}: {family}")
-    raise WeightFileError(f"{path}: {layerdiffuse.FORMATS.get(kind, kind)}; LayerFusion does not load it")
+    raise WeightFileError(f"{path}: {file_kinds.FORMATS.get(kind, kind)}; LayerFusion does not load it")
 
 
 def check_file(path: str | Path, model: str = "auto") -> CheckResult:
     """The file's format and the model it fits; raises WeightFileError naming the first mismatch."""
     path = Path(path)
     header = read_header(path)
-    kind = layerdiffuse.identify(header)
+    kind = file_kinds.identify(header)
     total = sum(info.numel for info in header.values())
     candidates = MODELS if model == "auto" else (model,)
     first_error: Optional[WeightFileError] = None

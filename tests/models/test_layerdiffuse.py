@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from backend.models import layerdiffuse, tiny
+from backend.models import file_kinds, layerdiffuse, tiny
 from backend.models.layerdiffuse import WeightFileError
 from backend.models.transparent_vae import (
     FULL_DECODER_CHANNELS,
@@ -57,7 +57,7 @@ def write(tmp_path: Path, name: str, tensors: dict[str, torch.Tensor]) -> Path:
 def test_lora_layout_merges_to_base_plus_up_down(tmp_path, unet):
     tensors = lora_tensors(unet)
     path = write(tmp_path, layerdiffuse.ATTN_ORIGINAL, {k: v.half() for k, v in tensors.items()})
-    assert layerdiffuse.identify(layerdiffuse.read_header(path)) == "layerdiffuse-attn-lora"
+    assert file_kinds.identify(layerdiffuse.read_header(path)) == "layerdiffuse-attn-lora"
     delta = layerdiffuse.load_attention(path, unet)
     assert len(delta) == len(tiny.attention_projections(unet)) == 96
     merged = dict(delta.merged_copy(unet).named_modules())
@@ -103,7 +103,7 @@ def test_dense_layout_is_factorised_exactly(tmp_path, unet):
         rows, cols = modules[name].weight.shape
         offsets[name] = torch.randn(rows, 3, generator=generator) @ torch.randn(3, cols, generator=generator)
     path = write(tmp_path, layerdiffuse.ATTN_DIFFUSERS, {f"{k}.weight": v for k, v in offsets.items()})
-    assert layerdiffuse.identify(layerdiffuse.read_header(path)) == "layerdiffuse-attn-dense"
+    assert file_kinds.identify(layerdiffuse.read_header(path)) == "layerdiffuse-attn-dense"
     delta = layerdiffuse.load_attention(path, unet, rank=256, cache_dir=tmp_path / "cache")
     for name, offset in offsets.items():
         torch.testing.assert_close(delta.dense(name), offset, rtol=1e-4, atol=1e-4)
@@ -145,7 +145,7 @@ def test_dense_layout_mismatches_and_wrong_file_kind(tmp_path, unet):
         layerdiffuse.load_attention(decoder, unet)
     conditional = write(tmp_path, "c.safetensors",
                         {"diffusion_model.input_blocks.0.0.weight::diff::0": torch.zeros(320, 8, 3, 3)})
-    assert layerdiffuse.identify(layerdiffuse.read_header(conditional)) == "layerdiffuse-conditional"
+    assert file_kinds.identify(layerdiffuse.read_header(conditional)) == "layerdiffuse-conditional"
 
 
 @pytest.mark.parametrize("filename", layerdiffuse.DECODER_FILES)
@@ -196,7 +196,7 @@ def test_full_size_encoder_file_loads_with_the_scale_of_its_layout(tmp_path):
     scales = {}
     for name in (*layerdiffuse.ENCODER_FILES, "my_encoder.safetensors"):
         path = write(tmp_path, name, state)
-        assert layerdiffuse.identify(layerdiffuse.read_header(path)) == "layerdiffuse-encoder"
+        assert file_kinds.identify(layerdiffuse.read_header(path)) == "layerdiffuse-encoder"
         module = layerdiffuse.load_encoder(path, FULL_ENCODER_CHANNELS)
         assert torch.equal(module.blocks[0].weight, state["blocks.0.weight"].float())
         scales[name] = layerdiffuse.encoder_scale_for(path)
@@ -268,7 +268,7 @@ def test_dense_layout_with_an_extra_tensor_is_identified_then_refused_by_name(tm
     offsets = dense_offsets(unet)
     offsets[extra] = torch.zeros(64 if extra.endswith(".bias") else 1)
     path = write(tmp_path, layerdiffuse.ATTN_DIFFUSERS, offsets)
-    assert layerdiffuse.identify(layerdiffuse.read_header(path)) == "layerdiffuse-attn-dense"
+    assert file_kinds.identify(layerdiffuse.read_header(path)) == "layerdiffuse-attn-dense"
     with pytest.raises(WeightFileError, match=rf"unexpected tensor '{re.escape(extra)}' \({message}.*expected only "
                                               r"the 96 '<attention projection>.weight' offsets"):
         layerdiffuse.load_attention(path, unet)
@@ -287,10 +287,10 @@ def test_dense_layout_wrong_shape_names_tensor_and_expected_shape(tmp_path, unet
 
 def test_majority_rule_does_not_take_a_unet_or_a_mostly_foreign_file_for_dense(unet):
     info = layerdiffuse.TensorInfo("F32", (1,))
-    assert layerdiffuse.identify({k: info for k in unet.state_dict()}) == "diffusers-unet"
+    assert file_kinds.identify({k: info for k in unet.state_dict()}) == "diffusers-unet"
     few = {k: info for k in list(dense_offsets(unet))[:2]}
     few.update({f"other.{i}": info for i in range(3)})
-    assert layerdiffuse.identify(few) == "unknown"
+    assert file_kinds.identify(few) == "unknown"
 
 
 def test_large_dense_offsets_factorise_exactly_at_their_rank():

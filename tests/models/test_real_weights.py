@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from backend.models import layerdiffuse
+from backend.models import file_kinds, layerdiffuse
 from backend.models.validate import check_file, meta_unet
 from backend.models.weight_files import load_tensors
 
@@ -74,7 +74,7 @@ def test_both_encoder_files_are_one_encoder():
 
 def sdxl_vae_file() -> Path:
     for path in sorted(Path(ROOT or "", "vae").glob("*.safetensors")):
-        if layerdiffuse.identify(layerdiffuse.read_header(path)) in ("vae-original", "diffusers-vae"):
+        if file_kinds.identify(layerdiffuse.read_header(path)) in ("vae-original", "diffusers-vae"):
             return path
     pytest.skip("no SDXL VAE file in vae/ for the encode-decode round trip")
 
@@ -123,5 +123,5 @@ def test_dense_file_keys_beyond_the_projection_weights():
     extra = sorted(set(header) - weights)
     print(f"{path.name}: {len(header)} tensors, {len(weights & set(header))} of the {len(weights)} projection "
           f"weights, extra: {extra or 'none'}")
-    assert layerdiffuse.identify(header) == "layerdiffuse-attn-dense"
+    assert file_kinds.identify(header) == "layerdiffuse-attn-dense"
     assert weights <= set(header)
