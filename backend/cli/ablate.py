@@ -227,7 +227,7 @@ def write(out: Path, tiles: list[Tile], summary: dict[str, Any]) -> Image.Image:
 def run_ablate(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from backend.models.loading import ModelNotAvailable
+    from backend.models.catalog import ModelNotAvailable
     from backend.pipeline.engine import Engine, resolve_seed
 
     engine = Engine(load_options(args))

@@ -166,8 +166,8 @@ def run_job(args: argparse.Namespace, request) -> int:
 
     from backend.export.layer_stack import light_job_stack
     from backend.export.openraster import write_openraster
+    from backend.models.catalog import ModelNotAvailable
     from backend.models.distilled import DistilledError
-    from backend.models.loading import ModelNotAvailable
     from backend.pipeline.engine import Engine
     from backend.pipeline.faults import is_out_of_memory, out_of_memory_message
 

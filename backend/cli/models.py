@@ -104,8 +104,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 
 def run_download(args: argparse.Namespace) -> int:
+    from backend.models.catalog import ModelNotAvailable
     from backend.models.download import ChecksumError, download
-    from backend.models.loading import ModelNotAvailable
 
     try:
         paths = download(args.target, verify_checksums=not args.no_verify)

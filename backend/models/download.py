@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Optional
 
 from backend.models import catalog
-from backend.models.loading import ModelNotAvailable
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +74,7 @@ def download(target: str, *, verify_checksums: bool = True) -> list[Path]:
     if target not in TARGETS:
         raise ValueError(f"unknown download target '{target}' (one of {', '.join(TARGETS)})")
     if catalog.offline():
-        raise ModelNotAvailable(
+        raise catalog.ModelNotAvailable(
             "offline: HF_HUB_OFFLINE is set, so nothing can be downloaded. Unset it on a machine with internet "
             "(or copy the files: `layerfusion models list` shows where they are looked for)")
     from huggingface_hub import hf_hub_download
@@ -84,7 +83,7 @@ def download(target: str, *, verify_checksums: bool = True) -> list[Path]:
         try:
             path = Path(hf_hub_download(item.repo, item.filename))
         except Exception as err:
-            raise ModelNotAvailable(
+            raise catalog.ModelNotAvailable(
                 f"cannot download {item.repo}/{item.filename}: {err}. Check the internet connection (a "
                 "partial download resumes when you run the command again)") from None
         if verify_checksums and item.filename.endswith(".safetensors"):

@@ -27,10 +27,6 @@ TINY_CONV_IN_CHANNELS = tiny.UNET_CONFIG["block_out_channels"][0]
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
-class ModelNotAvailable(RuntimeError):
-    """The model's files are not on this machine (and downloading was not allowed or not possible)."""
-
-
 def resolve_device(request: str = "auto") -> torch.device:
     if request == "auto":
         if torch.cuda.is_available():
@@ -40,9 +36,9 @@ def resolve_device(request: str = "auto") -> torch.device:
         return torch.device("cpu")
     device = torch.device(request)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ModelNotAvailable(f"device '{request}' asked for, but this torch has no usable CUDA")
+        raise catalog.ModelNotAvailable(f"device '{request}' asked for, but this torch has no usable CUDA")
     if device.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise ModelNotAvailable(f"device '{request}' asked for, but Apple MPS is not available")
+        raise catalog.ModelNotAvailable(f"device '{request}' asked for, but Apple MPS is not available")
     return device
 
 
@@ -53,7 +49,7 @@ def resolve_dtype(device: torch.device, request: str = "auto") -> torch.dtype:
     if request not in DTYPES:
         raise ValueError(f"dtype must be one of auto, {', '.join(DTYPES)}; got '{request}'")
     if request == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ModelNotAvailable("bf16 asked for, but this GPU does not support it; use fp16")
+        raise catalog.ModelNotAvailable("bf16 asked for, but this GPU does not support it; use fp16")
     return DTYPES[request]
 
 
@@ -88,11 +84,11 @@ def resolve_base(options: LoadOptions, tiny_root: Optional[Path] = None) -> tupl
         return _single_file(path, models_dir, tiny_root)
     if path.is_dir():
         if not Path(path, "unet", "config.json").is_file():
-            raise ModelNotAvailable(f"{path} is a folder but not a diffusers model (no unet/config.json)")
+            raise catalog.ModelNotAvailable(f"{path} is a folder but not a diffusers model (no unet/config.json)")
         return BaseSource("folder", str(path)), _architecture(single_file.read_config(path, "unet"))
     if options.model.count("/") == 1 and not options.model.endswith(".safetensors"):
         return _repo(options.model)
-    raise ModelNotAvailable(f"model '{options.model}': no such file or folder, and not a hub repo id")
+    raise catalog.ModelNotAvailable(f"model '{options.model}': no such file or folder, and not a hub repo id")
 
 
 def _architecture(unet_config: dict) -> Architecture:
@@ -133,7 +129,7 @@ def load_base(source: BaseSource, dtype: torch.dtype, variant: Optional[str],
     ``vae`` (a separate VAE file) here, so a checkpoint without a baked-in VAE loads."""
     if source.kind == "single_file":
         if source.tokenizers is None:
-            raise ModelNotAvailable(missing_tokenizers_message(source.models_dir))
+            raise catalog.ModelNotAvailable(missing_tokenizers_message(source.models_dir))
         assert source.config_dir is not None  # single files always come with the shipped configs
         parts = single_file.load_single_file(source.location, source.config_dir, dtype, vae)
         parts["tokenizer"], parts["tokenizer_2"] = load_tokenizers(*source.tokenizers)
@@ -219,7 +215,7 @@ def _load_pretrained(location: str, dtype: torch.dtype, variant: Optional[str], 
     except OSError as err:
         hint = ("run `layerfusion models download sdxl` on a machine with internet"
                 if only_local and not local else "check the path")
-        raise ModelNotAvailable(f"cannot load the SDXL model from '{location}' ({err}); {hint}") from None
+        raise catalog.ModelNotAvailable(f"cannot load the SDXL model from '{location}' ({err}); {hint}") from None
     for name in ("unet", "vae", "text_encoder", "text_encoder_2"):
         parts[name].eval()
     return parts
@@ -243,7 +239,7 @@ def resolve_layerdiffuse(options: LoadOptions, architecture: Architecture,
         hub = f"the Hugging Face cache {constants.HF_HUB_CACHE}"
         looked = (f"{Path(options.models_dir, 'layer_model').absolute()} and {hub}" if options.models_dir
                   else f"{hub}; no --models-dir given")
-        raise ModelNotAvailable(
+        raise catalog.ModelNotAvailable(
             f"the LayerDiffuse SDXL files are not on this machine (looked in {looked}): run "
             "`layerfusion models download sdxl`, or point --models-dir at a "
             "ComfyUI models folder that has layer_model/layer_xl_transparent_attn.safetensors and "

@@ -9,12 +9,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from backend.models import catalog, layerdiffuse, single_file, tiny
+from backend.models import catalog, file_kinds, layerdiffuse, single_file, tiny
 from backend.models.bundle import TINY
+from backend.models.catalog import ModelNotAvailable
 from backend.models.loading import (
     BaseSource,
     LoadOptions,
-    ModelNotAvailable,
     load_base,
     load_bundle,
     load_tokenizers,
@@ -52,8 +52,8 @@ def test_tiny_bundle_loads_offline_from_its_single_file(bundle, tiny_files):
     assert (bundle.device.type, bundle.dtype) == ("cpu", torch.float32)
     assert bundle.describe_device() == "cpu (float32)"
     assert bundle.sources["base"] == f"single_file: {tiny_files.checkpoint}"
-    assert layerdiffuse.identify(layerdiffuse.read_header(tiny_files.checkpoint)) == "sdxl-original"
-    assert layerdiffuse.identify(layerdiffuse.read_header(bundle.sources["attn"])) == "layerdiffuse-attn-lora"
+    assert file_kinds.identify(layerdiffuse.read_header(tiny_files.checkpoint)) == "sdxl-original"
+    assert file_kinds.identify(layerdiffuse.read_header(bundle.sources["attn"])) == "layerdiffuse-attn-lora"
     assert bundle.transparent_encoder_scale == 1.0
     assert len(bundle.transparent_attn) == 96 and bundle.transparent_attn.rank == 4
 
@@ -225,7 +225,7 @@ def test_separate_vae_file_in_either_layout(tmp_path, tiny_files, reference):
         want = other.decode(latent).sample
         for name, kind in (("sdxl_vae.safetensors", "vae-original"),
                            ("diffusion_pytorch_model.safetensors", "diffusers-vae")):
-            assert layerdiffuse.identify(layerdiffuse.read_header(tmp_path / name)) == kind
+            assert file_kinds.identify(layerdiffuse.read_header(tmp_path / name)) == kind
             loaded = load_bundle(LoadOptions("tiny", vae=str(tmp_path / name)))
             assert torch.equal(loaded.vae.decode(latent).sample, want)
             assert not torch.equal(want, reference["vae"].decode(latent).sample)
