@@ -26,7 +26,7 @@ from backend.pipeline.layerfusion import LayerFusionPipeline
 from backend.pipeline.loras import LoraAdapters
 from backend.pipeline.progress import GenerationCancelled
 from backend.pipeline.schedulers import make_scheduler, nearest_step
-from bench.pipeline import PROMPTS, WIDE_UNET, timed
+from bench.pipeline import PROMPTS, WIDE_UNET, reblend, timed
 from bench.report import machine, table, write_section
 from shared.protocol import MethodOptions, Sampler
 
@@ -55,8 +55,7 @@ def _cancel_once(pipe, out, kwargs: dict, delay: float) -> float:
             started[0].start()
 
     try:
-        pipe.reblend(out.foreground, out.background, *PROMPTS, callback_on_step=first_step,
-                     should_cancel=flag.is_set, **kwargs)
+        reblend(pipe, out, callback_on_step=first_step, should_cancel=flag.is_set, **kwargs)
     except GenerationCancelled:
         return time.perf_counter() - asked[0]
     raise RuntimeError("the re-blend ended before the cancel arrived: give it more steps")
@@ -79,8 +78,7 @@ def cancel_latency(pipe, out, steps: int, trials: int) -> list[float]:
     kwargs = dict(strength=1.0, num_inference_steps=steps, guidance_scale=fast.guidance,
                   options=MethodOptions(sampler=fast.sampler), generator=torch.Generator().manual_seed(1))
     stamps: list[float] = []
-    pipe.reblend(out.foreground, out.background, *PROMPTS,
-                 callback_on_step=lambda _i: stamps.append(time.perf_counter()), **kwargs)
+    reblend(pipe, out, callback_on_step=lambda _i: stamps.append(time.perf_counter()), **kwargs)
     step = statistics.median(b - a for a, b in zip(stamps, stamps[1:]))
     delays = [step * (0.3 + 0.4 * trial / max(1, trials - 1)) for trial in range(trials)]
     return [_cancel_once(pipe, out, kwargs, delay) / step for delay in delays]

@@ -5,11 +5,12 @@ the step nearest 0.8 T reads the priors, the masks are built from them, and the 
 LayerDiffuse's offsets), background and blend branches then denoise together from the same noise,
 six rows per UNet call with guidance. Every blend mode runs these fused branches (alpha and none only
 differ in what is returned); ``interaction=independent`` is the two-branch baseline without a blend
-branch. Jobs on the artist's own layers (re-blend among them) are in ``canvas.py``.
+branch. Jobs on the artist's own layers (re-blend among them) are in ``canvas.py``, which takes this
+pipeline as its first argument.
 """
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import torch
 
@@ -23,7 +24,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from backend.models import prediction
 from backend.models.bundle import ModelBundle
 from backend.models.lowrank import LowRankDelta
-from backend.pipeline import canvas, conditioning, decoding
+from backend.pipeline import conditioning, decoding
 from backend.pipeline.attention import (
     FusionState,
     PriorCapture,
@@ -264,23 +265,3 @@ class LayerFusionPipeline(StableDiffusionXLPipeline):
         else:  # one reading for every layer and step: the prior block's, at the prior step
             state.masks, state.content = layerwise.mask_set(run.block), None
         state.capture = None
-
-    # --- re-blend ----------------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def reblend(
-        self,
-        foreground: torch.Tensor,
-        background: torch.Tensor,
-        foreground_prompt: str,
-        background_prompt: str,
-        blend_prompt: str,
-        *,
-        strength: float = 0.5,
-        **sampling: Any,
-    ) -> LayerFusionOutput:
-        """A new blend for layers the artist edited: ``foreground`` [4, H, W] RGBA and ``background``
-        [3, H, W] RGB in [0, 1]: a harmonize of one layer (canvas.py). ``sampling``: the fields of
-        ``canvas.Sampling`` (negative_prompt, num_inference_steps, guidance_scale, options, ...)."""
-        return canvas.harmonize(self, [foreground], background, [foreground_prompt], background_prompt,
-                                blend_prompt, strength=strength, sampling=canvas.Sampling(**sampling))
