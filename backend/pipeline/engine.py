@@ -26,7 +26,7 @@ from backend.pipeline.inputs import JobInputs, read_inputs
 from backend.pipeline.layerfusion import LayerFusionPipeline
 from backend.pipeline.loras import LoraAdapters
 from backend.pipeline.preview import LatentPreviewer
-from backend.pipeline.progress import GenerationCancelled, StepInfo
+from backend.pipeline.progress import CancelCheck, StepInfo
 from shared.fields import Unprocessable, to_json
 from shared.protocol import (
     MAX_SEED,
@@ -42,9 +42,6 @@ from shared.protocol import (
     compose_blend_prompt,
     request_params,
 )
-
-# What the server and CLI catch: the pipeline's own cancellation, under the engine's name.
-JobCancelled = GenerationCancelled
 
 PREVIEW_SIDE = 256  # the docker shows it at its width: big enough to judge
 
@@ -71,8 +68,8 @@ def resolve_seed(seed: Optional[int]) -> int:
     return random.SystemRandom().randint(0, MAX_SEED) if seed is None else seed
 
 
-StepCallback = Callable[[StepUpdate], None]
-CancelCheck = Callable[[], bool]
+# A job's progress as the server and CLI see it: StepInfo (progress.py) with the preview decoded.
+UpdateCallback = Callable[[StepUpdate], None]
 
 
 def architecture_of(model: str) -> Architecture:
@@ -191,7 +188,7 @@ class Engine:
         except LoraError as err:
             raise Unprocessable("invalid_lora", str(err), _lora_field(request, err.name)) from None
 
-    def run(self, request: JobRequest, *, on_step: Optional[StepCallback] = None,
+    def run(self, request: JobRequest, *, on_step: Optional[UpdateCallback] = None,
             cancelled: Optional[CancelCheck] = None, preview: bool = False) -> JobResult:
         self.load()
         self._check_model(request)

@@ -15,8 +15,9 @@ from typing import Callable, Dict, Optional, Tuple
 
 from PIL import Image
 
-from backend.pipeline.engine import Engine, JobCancelled, StepUpdate
+from backend.pipeline.engine import Engine, StepUpdate
 from backend.pipeline.faults import is_out_of_memory, out_of_memory_message, release_memory
+from backend.pipeline.progress import GenerationCancelled
 from backend.server.jobs import Outcome
 from shared.fields import ProtocolError
 from shared.protocol import ErrorInfo, JobRequest, JobState
@@ -36,7 +37,7 @@ def encode_preview(image: Image.Image) -> str:
 
 def load_engine(engine: Engine) -> Optional[str]:
     """Loads the engine's model; the reason it could not, in one line, or None when it is loaded."""
-    from backend.models.loading import ModelNotAvailable
+    from backend.models.catalog import ModelNotAvailable
 
     started = time.perf_counter()
     model = getattr(engine, "model", "?")
@@ -76,7 +77,7 @@ def execute(
 
     try:
         result = engine.run(request, on_step=on_step, cancelled=cancelled, preview=previews)
-    except JobCancelled:
+    except GenerationCancelled:
         return Outcome(state=JobState.cancelled, finished=time.time(), params=params), {}
     except ProtocolError as err:
         return failed(params, ErrorInfo(code=err.code, message=err.message, field=err.field)), {}

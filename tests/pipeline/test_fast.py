@@ -11,7 +11,8 @@ from backend.models import distilled, tiny
 from backend.models.options import LoadOptions
 from backend.models.tiny import build_components
 from backend.models.tiny_loras import write_lora
-from backend.pipeline.engine import Engine, JobCancelled
+from backend.pipeline.engine import Engine
+from backend.pipeline.progress import GenerationCancelled
 from backend.pipeline.schedulers import make_scheduler, nearest_step
 from shared.fields import ProtocolError, Unprocessable
 from shared.protocol import Sampler, parse_job_request
@@ -143,7 +144,7 @@ def test_a_fast_job_cancels_within_one_step(fast_engine: Engine):
     def cancelled() -> bool:
         return len(steps) >= 3
 
-    with pytest.raises(JobCancelled):
+    with pytest.raises(GenerationCancelled):
         fast_engine.run(parse_job_request(FAST), on_step=lambda u: steps.append(u.step), cancelled=cancelled)
     assert steps == [1, 2, 3]
     assert _same(_images(fast_engine.run(parse_job_request(FAST))), _images(fast_engine.run(parse_job_request(FAST))))

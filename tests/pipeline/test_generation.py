@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from backend.pipeline.decoding import alpha_over
-from backend.pipeline.engine import JobCancelled
+from backend.pipeline.progress import GenerationCancelled
 from shared.fields import ProtocolError
 from shared.protocol import LAYER_NAMES, parse_job_request
 
@@ -107,7 +107,7 @@ def test_progress_and_cancel(engine):
         calls.append(1)
         return len(calls) > 2
 
-    with pytest.raises(JobCancelled):
+    with pytest.raises(GenerationCancelled):
         engine.run(parse_job_request({**BASE, "steps": 10}), cancelled=cancel_after_two)
     assert len(calls) == 3  # stopped at the first check after it turned true
 
