@@ -165,6 +165,10 @@ class AutoReblend(QObject):
         self._settle.setInterval(SETTLE_MS)
         self._settle.timeout.connect(self._fire)
 
+    def seen(self, key: str) -> Optional[Tuple[int, int, int, int]]:
+        """Where the watcher last saw the Foreground of the group ``key`` (x, y, width, height), if it has."""
+        return self._seen.get(key)
+
     def set_enabled(self, on: bool) -> None:
         if on:
             self._seen.clear()

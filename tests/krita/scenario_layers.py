@@ -126,7 +126,7 @@ def run(cfg, facts):
 
     auto = AutoReblend(controller, side)
     auto.set_enabled(True)
-    spin(lambda: bool(auto._seen))  # the watcher has seen where the foreground lies
+    spin(lambda: auto.seen(group.uniqueId().toString()) is not None)  # it has seen where the foreground lies
     before_auto = len(finished)
     top_before = bgra(blend_layers(doc, group)[-1], 0, 0, W, H)
     # The stale re-blend must still be running when the watcher sees the second move (up to a poll

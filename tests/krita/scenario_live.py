@@ -76,7 +76,7 @@ def run(cfg, facts):
 
     auto = AutoReblend(controller, side)
     auto.set_enabled(True)
-    spin(lambda: key in auto._seen)  # the watcher knows where the foreground lies
+    spin(lambda: auto.seen(key) is not None)  # the watcher knows where the foreground lies
     tops = set()  # every distinct top Blend layer seen between two event rounds: one per insertion
 
     def see_top():
@@ -92,7 +92,7 @@ def run(cfg, facts):
         fg.move(pos.x() + dx, pos.y())
         doc.waitForDone()
         b = fg.bounds()
-        spin(lambda: auto._seen.get(key) == (b.x(), b.y(), b.width(), b.height()), watch=see_top)
+        spin(lambda: auto.seen(key) == (b.x(), b.y(), b.width(), b.height()), watch=see_top)
 
     def drag_until(condition, dx=1):
         moves = 0

@@ -64,7 +64,7 @@ def scenario(facts):
     panel.apply(Settings(server_url=CFG["url"], foreground_prompt="a wine glass",
                          background_prompt="a wooden table at dusk", steps=2, seed=42, random_seed=False,
                          target_pixels=128 * 128))
-    controller._settings_changed()
+    panel.settings_changed.emit()  # apply() is silent; an artist's edit emits this
     spin(lambda: panel.connection.property("state") == "connected")
     facts["connection_text"] = panel.connection.text()
     facts["actions"] = [bool(app.action(n)) for n in ("layerfusion_generate", "layerfusion_reblend")]
