@@ -45,18 +45,6 @@ class HttpResult:
 
 
 @dataclass
-class ConnectionState:
-    kind: str  # "connected", "loading", "offline" or "error"
-    detail: str
-    health: Optional[Any] = None  # protocol.Health when the server answered
-
-    @property
-    def text(self) -> str:
-        label = {"connected": "Connected", "loading": "Loading model", "offline": "Offline", "error": "Server error"}
-        return "%s: %s" % (label.get(self.kind, self.kind), self.detail) if self.detail else label[self.kind]
-
-
-@dataclass
 class JobOutcome:
     job_id: str
     kind: str
@@ -66,9 +54,16 @@ class JobOutcome:
     error: str = ""
 
 
+# A server started with --token, in the artist's words: where the token goes.
+NEEDS_TOKEN = "this server needs a token: enter it under Server"
+TOKEN_REFUSED = "the server refused the token: check it under Server"
+
+
 def _server_message(status: int, body: bytes) -> str:
     try:
         info = json.loads(body.decode("utf-8"))["error"]
+        if status == 401:
+            return NEEDS_TOKEN if info.get("code") == "missing_token" else TOKEN_REFUSED
         message = str(info.get("message") or info.get("code"))
         if info.get("field"):
             message += " (field '%s')" % info["field"]
@@ -152,57 +147,6 @@ class Api(QObject):
                 text = "%s (%s)" % (reply.errorString(), self.base_url)
             return HttpResult(False, status, body, text)
         return HttpResult(True, status, body)
-
-
-class HealthMonitor(QObject):
-    """Polls GET /v1/health and reports connected / loading / offline (with the reason) on change."""
-
-    changed = pyqtSignal(object)  # ConnectionState
-
-    def __init__(self, api: Api, interval_ms: int = 2000, parent: Optional[QObject] = None) -> None:
-        super().__init__(parent)
-        self.api = api
-        self.state = ConnectionState("offline", "not checked yet")
-        self._busy = False
-        self._timer = QTimer(self)
-        self._timer.setInterval(interval_ms)
-        self._timer.timeout.connect(self.poll)
-
-    def start(self) -> None:
-        self._timer.start()
-        self.poll()
-
-    def stop(self) -> None:
-        self._timer.stop()
-
-    def poll(self) -> None:
-        if self._busy:
-            return
-        self._busy = True
-        self.api.get(protocol.API_PREFIX + "/health", self._answer, timeout_ms=5000)
-
-    def _answer(self, result: HttpResult) -> None:
-        self._busy = False
-        if not result.ok:
-            new = ConnectionState("offline", result.error)
-        else:
-            try:
-                health = parse_response(protocol.Health, result.json())
-            except (ValueError, ProtocolError) as err:
-                new = ConnectionState("error", "not a LayerFusion server (%s)" % err)
-            else:
-                state = health.state.value
-                if state == "ready":
-                    new = ConnectionState("connected", "%s on %s" % (health.model, health.device), health)
-                elif state == "loading":
-                    new = ConnectionState("loading", health.model, health)
-                else:
-                    new = ConnectionState("error", health.error or "the model failed to load", health)
-        if (new.kind, new.detail) != (self.state.kind, self.state.detail):
-            self.state = new
-            self.changed.emit(new)
-        else:
-            self.state = new
 
 
 class JobRun(QObject):

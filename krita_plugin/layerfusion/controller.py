@@ -10,7 +10,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from . import server_history
 from .canvas_controller import CanvasJobs
-from .client import Api, ConnectionState, HealthMonitor, JobOutcome, JobRun
+from .client import Api, JobOutcome, JobRun
+from .connection import ConnectionState, HealthMonitor
 from .docker import Panel
 from .local_blend import kept_outside, scaled
 from .lora_picker import LoraCatalog
@@ -79,8 +80,8 @@ class Controller(QObject):
     # ---- settings and connection -----------------------------------------------------------------
     def _settings_changed(self) -> None:
         values = self.panel.values()
-        if values.server_url.rstrip("/") != self.api.base_url:
-            self.api.base_url = values.server_url.rstrip("/")
+        if (values.server_url.rstrip("/"), values.token) != (self.api.base_url, self.api.token):
+            self.api.base_url, self.api.token = values.server_url.rstrip("/"), values.token
             self.monitor.poll()
         self.settings = values
         if self.save_settings is not None:

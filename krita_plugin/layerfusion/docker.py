@@ -64,6 +64,7 @@ class Panel(QWidget):
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.setObjectName("LayerFusionPanel")
+        self._history_limit = Settings().history_limit  # a setting without a widget
         outer = FittingVBox(self)
         outer.setContentsMargins(4, 4, 4, 4)  # a dock has its own frame; every pixel of width counts
         outer.setSpacing(4)
@@ -192,7 +193,7 @@ class Panel(QWidget):
         self.history.itemDoubleClicked.connect(lambda item: self.reinsert_requested.emit(item.data(Qt.ItemDataRole.UserRole)))
         for box in (self.foreground, self.background):
             box.textChanged.connect(self.settings_changed)
-        for line in (self.negative, self.server_url):
+        for line in (self.negative, self.server_url, self.token):
             line.editingFinished.connect(self.settings_changed)
         for combo in (self.blend, self.mask_source, self.content_prior, self.resolution):
             combo.currentIndexChanged.connect(self.settings_changed)
@@ -211,6 +212,7 @@ class Panel(QWidget):
         self.blockSignals(True)
         try:
             self.server_url.setText(values.server_url)
+            self.token.setText(values.token)
             self.foreground.setPlainText(values.foreground_prompt)
             self.background.setPlainText(values.background_prompt)
             self.negative.setText(values.negative_prompt)
@@ -239,13 +241,12 @@ class Panel(QWidget):
         finally:
             self.blockSignals(False)
         self._show_live()  # Fast is set with its signals blocked
-        self._token = values.token
         self._history_limit = values.history_limit
 
     def values(self) -> Settings:
         return Settings(
             server_url=self.server_url.text().strip(),
-            token=getattr(self, "_token", ""),
+            token=self.token.text().strip(),
             foreground_prompt=self.foreground.toPlainText().strip(),
             background_prompt=self.background.toPlainText().strip(),
             negative_prompt=self.negative.text().strip(),
@@ -265,7 +266,7 @@ class Panel(QWidget):
             insert_mask=self.insert_mask.isChecked(),
             blend_layers=self.blend_layers.isChecked(),
             target_pixels=int(self.resolution.currentData()),
-            history_limit=getattr(self, "_history_limit", 12),
+            history_limit=self._history_limit,
             loras=dump_loras(self.loras.choices()),
         )
 
@@ -343,7 +344,7 @@ class Panel(QWidget):
         if thumb is not None and not thumb.isNull():
             item.setIcon(QIcon(QPixmap.fromImage(thumb)))
         self.history.insertItem(0 if newest else self.history.count(), item)
-        while self.history.count() > max(1, getattr(self, "_history_limit", 12)):
+        while self.history.count() > max(1, self._history_limit):
             self.history.takeItem(self.history.count() - 1)
 
 

@@ -90,7 +90,11 @@ def build_sections(panel: Any) -> List[Collapsible]:
     form.addRow("Resolution", panel.resolution)
     panel.advanced.body.addLayout(form)
 
-    panel.server_box = Collapsible("Server", tooltip="The LayerFusion server's address")
+    panel.server_box = Collapsible("Server", tooltip="The LayerFusion server's address, and its token when it has one")
     panel.server_url = panel.server_box.add(QLineEdit())
     panel.server_url.setToolTip("Address of the LayerFusion server")
+    panel.token = panel.server_box.add(QLineEdit())
+    panel.token.setEchoMode(QLineEdit.EchoMode.Password)
+    panel.token.setPlaceholderText("Token (a shared server's; none for your own)")
+    panel.token.setToolTip("What the server was started with --token; stored with the plugin's settings")
     return [panel.prompt_box, panel.lora_box, panel.advanced, panel.server_box]

@@ -1,7 +1,8 @@
 """The plugin's HTTP client against a real backend with the tiny model (and against no server)."""
 from __future__ import annotations
 
-from layerfusion.client import Api, HealthMonitor, JobRun
+from layerfusion.client import Api, JobRun
+from layerfusion.connection import HealthMonitor
 from layerfusion.pixels import decode_png, has_partial_alpha
 from layerfusion.sse import SseParser
 from layerfusion.wire import protocol, validated

@@ -6,7 +6,8 @@ import sys
 from contextlib import contextmanager
 from typing import Iterator, Tuple
 
-from layerfusion.client import Api, HealthMonitor
+from layerfusion.client import Api
+from layerfusion.connection import HealthMonitor
 from layerfusion.qt import QProcess
 from layerfusion.server_process import LocalServer, read_config, serve_arguments
 
