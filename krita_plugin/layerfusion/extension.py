@@ -4,10 +4,11 @@ from typing import List, Optional
 from krita import DockWidget, Extension, Krita  # type: ignore[import-not-found]
 
 from . import settings as settings_store
+from .auto_reblend import AutoReblend
 from .controller import Controller
 from .docker import Panel
 from .qt import QScrollArea, QTimer, sip
-from .reblend import AutoReblend, KritaSide
+from .reblend import KritaSide
 from .server_process import LocalServer
 from .targets import UserError
 

@@ -34,7 +34,7 @@ class Settings:
     mask_source: str = protocol.MaskSource.product.value
     content_prior: str = protocol.ContentPrior.layerwise.value
     auto_reblend: bool = False
-    # With auto re-blend and Fast both on, a drag re-blends at most every this many ms (reblend.py).
+    # With auto re-blend and Fast both on, a drag re-blends at most every this many ms (auto_reblend.py).
     live_interval_ms: int = 400
     insert_mask: bool = False  # also fetch the hard mask and insert it as a hidden "Mask" layer
     # Jobs also return the blend as Shadows and Light layers (multiply / screen), the Blend layer then

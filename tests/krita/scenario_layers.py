@@ -122,7 +122,7 @@ def run(cfg, facts):
 
     # Auto re-blend: a move starts a re-blend once the foreground settles; moving again while it
     # runs cancels that stale job and starts a fresh one after the next pause.
-    from layerfusion.reblend import AutoReblend
+    from layerfusion.auto_reblend import AutoReblend
 
     auto = AutoReblend(controller, side)
     auto.set_enabled(True)

@@ -47,10 +47,11 @@ def hold_the_worker(url):
 def run(cfg, facts):
     from krita import Krita
 
+    from layerfusion.auto_reblend import AutoReblend
     from layerfusion.controller import Controller
     from layerfusion.docker import Panel
     from layerfusion.layers import find_group, member, read_records
-    from layerfusion.reblend import AutoReblend, KritaSide, blend_layers, blended_box, read_source
+    from layerfusion.reblend import KritaSide, blend_layers, blended_box, read_source
     from layerfusion.settings import Settings
 
     url, W, H = cfg["url"], cfg["width"], cfg["height"]

@@ -1,7 +1,7 @@
 """Re-blend while dragging, offscreen: the throttle's timing policy against hand-computed cases, and the
 docker's "Live every … ms" box (enabled with Auto re-blend and Fast both on, kept in the settings).
 
-The watcher itself (reblend.AutoReblend) needs Krita's layers: tests/krita/test_krita_live.py drives it.
+The watcher itself (auto_reblend.AutoReblend) needs Krita's layers: tests/krita/test_krita_live.py drives it.
 """
 from __future__ import annotations
 
