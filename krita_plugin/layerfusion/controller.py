@@ -18,7 +18,7 @@ from .lora_picker import LoraCatalog
 from .pixels import decode_triplet, encode_png, fitted, image_from_bgra, in_background, thumbnail
 from .qt import QObject, QTimer, pyqtSignal
 from .settings import Settings, group_steps, parse_loras
-from .targets import MASK, HistoryEntry, ReblendSource, Target, UserError, history_label
+from .targets import MASK, Documents, HistoryEntry, ReblendSource, Target, UserError, history_label
 from .wire import ProtocolError, protocol, validated
 
 
@@ -46,7 +46,7 @@ class Controller(QObject):
     job_finished = pyqtSignal(object)  # JobOutcome, after its layers went in (or failed to)
     inserted = pyqtSignal(object)  # what the document side returned for an insertion
 
-    def __init__(self, panel: Panel, documents: Any, settings: Settings,
+    def __init__(self, panel: Panel, documents: Documents, settings: Settings,
                  save_settings: Optional[Callable[[Settings], None]] = None) -> None:
         super().__init__(panel)
         self.panel = panel
@@ -164,17 +164,8 @@ class Controller(QObject):
 
     def _run_insert(self, target: Target, layers: Any, entry: HistoryEntry,
                     done: Callable[[Any, Optional[BaseException]], None]) -> None:
-        """Insert through the adapter's step generator, one event-loop turn per layer, if it has one."""
-        stepper = getattr(self.documents, "insert_steps", None)
-        if stepper is None:
-            try:
-                result = self.documents.insert(target, layers, entry.params, entry.job_id)
-            except Exception as err:
-                done(None, err)
-            else:
-                done(result, None)
-            return
-        steps = stepper(target, layers, entry.params, entry.job_id)
+        """Insert through the document side's step generator, one event-loop turn per layer."""
+        steps = self.documents.insert_steps(target, layers, entry.params, entry.job_id)
 
         def turn() -> None:
             try:

@@ -1,6 +1,20 @@
 """The plain data the controller and the document side hand each other (no Qt, no Krita)."""
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Dict,
+    Generator,
+    List,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    runtime_checkable,
+)
+
+if TYPE_CHECKING:
+    from .canvas_jobs import CanvasSource
 
 MASK = "mask_hard"  # the one method map the plugin can insert: as the hidden layer "Mask"
 # A generated group's layers, bottom to top: (image name, layer name, visible). The Mask sits below
@@ -68,3 +82,43 @@ def history_label(params: Dict[str, Any]) -> str:
 def layer_plan(layers: Dict[str, Any]) -> List[Tuple[str, str, bool]]:
     """The LAYER_STACK entries a result holds, bottom to top: what the document side creates."""
     return [entry for entry in LAYER_STACK if entry[0] in layers]
+
+
+@runtime_checkable
+class Documents(Protocol):
+    """The document side the controller drives: reblend.KritaSide in Krita, recording fakes in the tests.
+
+    Every call runs on the UI thread; ``UserError`` is how a method says the artist must act first."""
+
+    def generation_target(self, target_pixels: int) -> Target:
+        """Where a generate job's layers will go: the active document, its selection or the whole canvas."""
+        ...
+
+    def is_open(self, doc: Any) -> bool:
+        ...
+
+    def insert_steps(self, target: Target, layers: Dict[str, bytes], params: Dict[str, Any],
+                     job_id: str) -> Generator[None, None, Any]:
+        """Insert a result as one group, yielding between layers (the event loop runs in between); what
+        it returns is what the controller's ``inserted`` signal carries. All or nothing."""
+        ...
+
+    def reblend_source(self) -> ReblendSource:
+        """The active group's layers as they now lie."""
+        ...
+
+    def replace_blend(self, source: ReblendSource, blend: bytes, params: Dict[str, Any]) -> Any:
+        ...
+
+    def select_foreground(self) -> Any:
+        """Select the active group's Foreground alpha."""
+        ...
+
+    def canvas_source(self, kind: str, target_pixels: int, blend_layers: bool,
+                      nodes: Optional[Sequence[Any]] = None) -> "CanvasSource":
+        """What a job on the artist's own layers (canvas_jobs.py) is asked on."""
+        ...
+
+    def insert_canvas(self, source: "CanvasSource", layers: Dict[str, bytes], params: Dict[str, Any],
+                      job_id: str) -> Any:
+        ...

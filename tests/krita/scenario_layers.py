@@ -11,6 +11,28 @@ import time
 from scenario_report import report
 
 
+def contract_breaks(side) -> list:
+    """How the Krita side differs from the Documents protocol the controller is written against:
+    members it lacks, and members whose leading parameters are not the protocol's."""
+    import inspect
+
+    from layerfusion.targets import Documents
+
+    breaks = [] if isinstance(side, Documents) else ["not a Documents"]
+    for name, member in vars(Documents).items():
+        if name.startswith("_") or not callable(member):
+            continue
+        own = getattr(type(side), name, None)
+        if own is None:
+            breaks.append("no " + name)
+            continue
+        wanted = list(inspect.signature(member).parameters)
+        have = list(inspect.signature(own).parameters)
+        if have[:len(wanted)] != wanted:
+            breaks.append("%s%s, not %s" % (name, have, wanted))
+    return breaks
+
+
 def spin(condition, limit=900.0):  # a hang guard only: a loaded machine runs jobs slowly
     from PyQt5.QtWidgets import QApplication
 
@@ -69,6 +91,7 @@ def run(cfg, facts):
     controller = Controller(panel, side, settings)
     finished = []
     controller.job_finished.connect(finished.append)
+    facts["documents_contract"] = contract_breaks(side)
 
     controller.generate()
     spin(lambda: len(finished) == 1)

@@ -17,6 +17,7 @@ def facts(live_backend, tmp_path_factory):
 
 def test_generate_inserts_one_group_with_three_layers(facts):
     assert facts["generate_state"] == "done", facts["message"]
+    assert facts["documents_contract"] == []  # KritaSide is what the controller's Documents protocol says
     assert facts["group_type"] == "grouplayer"
     assert facts["group_name"].startswith("LayerFusion: a wine glass / a wooden table · seed 5")
     assert facts["children"] == ["Background", "Foreground", "Blend"]

@@ -37,6 +37,10 @@ class RecordingDocuments:
         self.inserted.append({"layers": layers, "params": params, "job_id": job_id})
         return job_id
 
+    def insert_steps(self, target, layers, params, job_id):
+        yield  # the controller gives the event loop a turn here, as between Krita's layers
+        return self.insert(target, layers, params, job_id)
+
     def reblend_source(self) -> ReblendSource:
         last = self.inserted[-1]
         return ReblendSource("doc", "group-1", Target("doc", 5, 7, W, H, 128, 64),
