@@ -87,21 +87,16 @@ def cancel_latency(pipe, out, steps: int, trials: int) -> list[float]:
 def local_vs_full(pipe, side: int, region: int, rounds: int) -> tuple[float, float, list[int]]:
     """Seconds of a local re-blend of a ``region``² move on a ``side``² canvas, and of the full re-blend
     of that canvas, through the server's own code (fast preset, strength 0.5)."""
-    import base64
-    import io
-
     import numpy as np
     from PIL import Image
 
     from backend.pipeline import canvas
     from backend.pipeline.engine import local_reblend
-    from backend.pipeline.inputs import read_inputs
+    from backend.pipeline.inputs import encode_png, read_inputs
     from shared.protocol import parse_job_request
 
     def png(array: np.ndarray) -> str:
-        buffer = io.BytesIO()
-        Image.fromarray(array).save(buffer, "PNG")
-        return base64.b64encode(buffer.getvalue()).decode("ascii")
+        return encode_png(Image.fromarray(array))
 
     rng = np.random.default_rng(0)
     background = rng.integers(0, 255, (side, side, 3), np.uint8)

@@ -13,8 +13,6 @@ docs/PERFORMANCE.md. ``--shapes tiny`` runs the same jobs on the tiny model (the
 from __future__ import annotations
 
 import argparse
-import base64
-import io
 import statistics
 import tempfile
 import time
@@ -33,6 +31,7 @@ from backend.models.single_file import SDXL_CONFIG_DIR, config_modules, read_con
 from backend.models.tiny import attention_projections, build_bundle, tiny_tokenizers
 from backend.models.transparent_vae import TransparentVAEDecoder, TransparentVAEEncoder
 from backend.pipeline.engine import Engine
+from backend.pipeline.inputs import encode_png
 from backend.server.store import ResultStore
 from bench.report import machine, table, write_section
 from shared.protocol import parse_job_request
@@ -78,12 +77,6 @@ def tiny_on(device: torch.device, dtype: torch.dtype) -> ModelBundle:
     return bundle
 
 
-def png(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 class Measured:
     """Median seconds and peak device memory of a job over rounds, after one warm-up run. A round is
     what the server does for a job: read the request's PNGs, run it, write the result PNGs."""
@@ -119,7 +112,7 @@ def jobs(size: int, region: int) -> dict[str, Callable[[dict[str, Image.Image]],
 
     def reblend(images: dict[str, Image.Image], **extra: Any) -> dict[str, Any]:
         return {**common, "kind": "reblend", "speed": "fast", "steps": FAST_STEPS, "strength": STRENGTH,
-                "foreground_png": png(images["foreground"]), "background_png": png(images["background"]), **extra}
+                "foreground_png": encode_png(images["foreground"]), "background_png": encode_png(images["background"]), **extra}
 
     return {
         "fast": lambda _: {**common, "kind": "generate", "width": size, "height": size, "speed": "fast",
@@ -127,7 +120,7 @@ def jobs(size: int, region: int) -> dict[str, Callable[[dict[str, Image.Image]],
         "standard": lambda _: {**common, "kind": "generate", "width": size, "height": size,
                                "steps": STANDARD_STEPS, "guidance": 7.0},
         "reblend": lambda images: reblend(images),
-        "local": lambda images: reblend(images, previous_blend_png=png(images["blend"]),
+        "local": lambda images: reblend(images, previous_blend_png=encode_png(images["blend"]),
                                         changed={"x": half, "y": half, "width": region, "height": region}),
     }
 

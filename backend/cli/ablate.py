@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import base64
-import io
 import json
 import sys
 from dataclasses import dataclass, field
@@ -154,21 +152,17 @@ def generate_jobs(args: argparse.Namespace, size: Size, seed: int) -> dict[str, 
     return jobs
 
 
-def _png(image: Image.Image) -> str:
-    buffer = io.BytesIO()
-    image.save(buffer, "PNG")
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
 def reblend_job(source: GenerateRequest, result: JobResult) -> dict[str, Any]:
     """The row-(b) generative foreground moved right by a quarter of the width, re-blended."""
+    from backend.pipeline.inputs import encode_png  # torch: imported once a job has run
+
     foreground = result.images["foreground"]
     moved = Image.new("RGBA", foreground.size, (0, 0, 0, 0))
     moved.paste(foreground, (foreground.width // 4, 0))
     return {"kind": "reblend", "foreground_prompt": source.foreground_prompt,
             "background_prompt": source.background_prompt, "steps": source.steps, "seed": source.seed,
-            "strength": REBLEND_STRENGTH, "foreground_png": _png(moved),
-            "background_png": _png(result.images["background"])}
+            "strength": REBLEND_STRENGTH, "foreground_png": encode_png(moved),
+            "background_png": encode_png(result.images["background"])}
 
 
 class Runner:

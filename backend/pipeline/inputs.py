@@ -41,6 +41,13 @@ def decode_png(text: str, field: str) -> Image.Image:
                             % (field, str(err) or type(err).__name__), field) from None
 
 
+def encode_png(image: Image.Image, compress_level: int = 6) -> str:
+    """An image as a request's (or an event's) base64 PNG: what ``decode_png`` reads."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=compress_level)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 @dataclass
 class JobInputs:
     """The artist's layers of one job as 8-bit arrays: RGBA foregrounds bottom first, an RGB background."""

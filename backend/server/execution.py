@@ -6,8 +6,6 @@ cannot load says why in one line, a job that fails says why with an error id for
 
 from __future__ import annotations
 
-import base64
-import io
 import logging
 import time
 import uuid
@@ -17,6 +15,7 @@ from PIL import Image
 
 from backend.pipeline.engine import Engine, StepUpdate
 from backend.pipeline.faults import is_out_of_memory, out_of_memory_message, release_memory
+from backend.pipeline.inputs import encode_png
 from backend.pipeline.progress import GenerationCancelled
 from backend.server.jobs import Outcome
 from shared.fields import ProtocolError
@@ -30,9 +29,7 @@ StepReport = Callable[[int, int, Optional[str], str], None]
 
 def encode_preview(image: Image.Image) -> str:
     """The engine's small preview as base64 PNG for the event stream (a few kB a step)."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return encode_png(image, compress_level=1)
 
 
 def load_engine(engine: Engine) -> Optional[str]:
