@@ -75,6 +75,8 @@ def _server_message(status: int, body: bytes) -> str:
 class Api(QObject):
     """One QNetworkAccessManager and the base URL; requests report to callbacks with an HttpResult."""
 
+    refused = pyqtSignal()  # a request was answered 401: the token is missing, or no longer the server's
+
     def __init__(self, base_url: str, token: str = "", parent: Optional[QObject] = None) -> None:
         super().__init__(parent)
         self.nam = QNetworkAccessManager(self)
@@ -136,6 +138,8 @@ class Api(QObject):
         err = reply.error()
         if timed_out:
             return HttpResult(False, status, body, "no answer from %s in time" % self.base_url)
+        if status == 401:
+            self.refused.emit()
         if status and status >= 400:
             return HttpResult(False, status, body, _server_message(status, body))
         if err != NETWORK_ERROR_NONE:

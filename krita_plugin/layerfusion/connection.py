@@ -34,6 +34,7 @@ class HealthMonitor(QObject):
         self.state = ConnectionState("offline", "not checked yet")
         self._busy = False
         self._accepted: Optional[Tuple[str, str]] = None  # (server, token) a token-guarded server let in
+        api.refused.connect(self._token_refused)
         self._timer = QTimer(self)
         self._timer.setInterval(interval_ms)
         self._timer.timeout.connect(self.poll)
@@ -59,6 +60,11 @@ class HealthMonitor(QObject):
             if new is None:
                 return  # asked the server whether it takes the token; _token_answer reports
         self._report(new)
+
+    def _token_refused(self) -> None:
+        """Any request's 401 (a job's, say) withdraws the token's acceptance: health is asked again."""
+        self._accepted = None
+        self.poll()
 
     def _token_state(self, connected: ConnectionState) -> Optional[ConnectionState]:
         """Health is open to all; a server started with --token is only usable with it. Without one the

@@ -64,7 +64,7 @@ class Panel(QWidget):
     def __init__(self, parent: Optional[QWidget] = None) -> None:
         super().__init__(parent)
         self.setObjectName("LayerFusionPanel")
-        self._history_limit = Settings().history_limit  # a setting without a widget
+        self._history_limit = Settings.history_limit  # a setting without a widget
         outer = FittingVBox(self)
         outer.setContentsMargins(4, 4, 4, 4)  # a dock has its own frame; every pixel of width counts
         outer.setSpacing(4)

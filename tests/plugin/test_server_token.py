@@ -58,3 +58,42 @@ def test_the_token_is_asked_for_checked_and_used(qapp, guarded, spin):
 
     type_token(panel, "")  # cleared again: back to asking for one
     spin(lambda: "needs a token" in panel.connection.text())
+
+
+
+def guarded_at(port: str, token: str) -> BackendProcess:
+    extra = ("--port", port) if port else ()
+    return BackendProcess(output_dir=Path(tempfile.mkdtemp(prefix="guarded-")), token=token, extra_args=extra).start()
+
+
+def test_a_server_restarted_with_another_token_is_checked_again(qapp, spin):
+    servers = [guarded_at("", "first-token")]
+    port = servers[0].url.rsplit(":", 1)[1]
+    try:
+        panel, controller, docs, _ = make(qapp, servers[0].url, token="first-token")
+        spin(lambda: panel.connection.property("state") == "connected")
+
+        # Restarted at the same address with another token while the docker was not looking (no event
+        # loop turn in between): the line still says connected, and the first request refused says so.
+        assert servers[0].stop() == 0, servers[0].log_tail()
+        servers.append(guarded_at(port, "second-token"))
+        assert servers[1].url == servers[0].url or servers[1].url.endswith(":" + port)
+        done = finished_jobs(controller)
+        panel.generate.click()
+        spin(lambda: "refused the token" in panel.connection.text())
+        spin(lambda: "refused the token" in panel.message.text())
+        assert docs.inserted == []
+
+        type_token(panel, "second-token")
+        spin(lambda: panel.connection.property("state") == "connected")
+        # Restarted again while the docker watches: seen offline; once back, what the docker asks a server
+        # it reconnects to (its history, its LoRAs) is refused, and the line says so.
+        assert servers[1].stop() == 0, servers[1].log_tail()
+        spin(lambda: panel.connection.property("state") == "offline")
+        servers.append(guarded_at(port, "third-token"))
+        spin(lambda: "refused the token" in panel.connection.text())
+        assert not done or done[0].state != "done"
+    finally:
+        for backend in servers:
+            if backend.process is not None and backend.process.poll() is None:
+                backend.stop()
