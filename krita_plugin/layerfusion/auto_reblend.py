@@ -6,13 +6,13 @@ import time
 from typing import Any, Dict, Optional, Tuple
 
 from .controller import Controller
-from .layers import find_group, member, uid
+from .layers import bounds_box, find_group, member, uid
 from .live_throttle import LiveThrottle
 from .local_blend import Box
 from .qt import QObject, QTimer
 from .reblend import KritaSide, name_blends, read_source
 from .settings import Settings
-from .targets import UserError
+from .targets import ReblendSource, UserError
 
 POLL_MS = 250
 LIVE_POLL_MS = 60  # with Fast and auto re-blend: often enough to follow a drag
@@ -24,10 +24,12 @@ class AutoReblend(QObject):
 
     Without Fast, a move while a re-blend runs cancels that (now stale) job. With Fast on too (live
     mode), the watcher polls every LIVE_POLL_MS and, while the foreground keeps moving, starts a
-    re-blend at most every ``live_interval_ms`` (LiveThrottle: the first one an interval into the
-    drag); each new one cancels the one before it (the controller does that, and drops superseded
-    results), and the settle re-blend still runs once the drag stops, so the final placement always
-    gets its Blend. A document closed mid-drag is let go: its re-blend is cancelled, nothing written.
+    re-blend at most every ``live_interval_ms`` and only once the one before it has landed
+    (LiveThrottle: the first one an interval into the drag), so the Blend follows the drag at the
+    server's pace. The settle re-blend still runs once the drag stops, unless the last live one was for
+    that very placement, and cancels a stale one still on its way (the controller does that, and drops
+    superseded results): the final placement always gets its Blend. A document closed mid-drag is let
+    go: its re-blend is cancelled, nothing written.
     """
 
     def __init__(self, controller: Controller, side: KritaSide) -> None:
@@ -38,6 +40,8 @@ class AutoReblend(QObject):
         self._moved: Optional[Tuple[Any, Any]] = None  # the dragged group awaiting its settle re-blend
         self._watched: Optional[Tuple[Any, str]] = None  # (document, group key) of the last one re-blended
         self._asked: Dict[str, Box] = {}  # group key -> the Foreground's box its latest re-blend was asked for
+        # The drag's last read of its group: the next live re-blend reads only the Foreground anew.
+        self._drag_read: Optional[ReblendSource] = None
         self._throttle = LiveThrottle(Settings().live_interval_ms / 1000.0)
         # Re-blends started during drags (live mode) and once the foreground settled: what a script sees.
         self.live_started = self.settle_started = 0
@@ -53,6 +57,11 @@ class AutoReblend(QObject):
         """Where the watcher last saw the Foreground of the group ``key`` (x, y, width, height), if it has."""
         return self._seen.get(key)
 
+    @property
+    def settling(self) -> bool:
+        """Whether the foreground moved less than SETTLE_MS ago: the settle re-blend is still to come."""
+        return self._settle.isActive()
+
     def set_enabled(self, on: bool) -> None:
         if on:
             self._seen.clear()
@@ -60,7 +69,7 @@ class AutoReblend(QObject):
         else:
             self._poll.stop()
             self._settle.stop()
-            self._throttle.stopped()
+            self._drag_over()
 
     def check(self) -> None:
         values = self.controller.panel.values()
@@ -82,8 +91,7 @@ class AutoReblend(QObject):
         if fg is None:
             return
         name_blends(doc, group)  # after a Ctrl+Z of a re-blend
-        b = fg.bounds()
-        where = (b.x(), b.y(), b.width(), b.height())
+        where = bounds_box(fg)
         key = uid(group)
         before = self._seen.get(key)
         self._seen[key] = where
@@ -95,9 +103,9 @@ class AutoReblend(QObject):
         if not live:
             self.controller.cancel_reblend(key)
             self._asked.pop(key, None)  # that re-blend will not land: the settle one must run
-        elif self._throttle.moved(time.monotonic()):
+        elif self._throttle.moved(time.monotonic(), busy=self.controller.reblend_busy(key)):
             self.live_started += 1
-            self._start(doc, group)  # the controller cancels the stale one
+            self._start(doc, group, live=True)
 
     def _let_go_of_closed(self) -> bool:
         """Whether the watched document was closed (then its re-blend is cancelled and it is forgotten)."""
@@ -110,14 +118,18 @@ class AutoReblend(QObject):
         self._seen.pop(key, None)
         self._asked.pop(key, None)
         self._settle.stop()
-        self._throttle.stopped()
+        self._drag_over()
         if busy:
             self.controller.panel.show_message("The document was closed mid-drag: its re-blend was cancelled, "
                                                "nothing was inserted.")
         return True
 
-    def _fire(self) -> None:
+    def _drag_over(self) -> None:
         self._throttle.stopped()
+        self._drag_read = None  # what the drag read may have changed since: the next re-blend reads anew
+
+    def _fire(self) -> None:
+        self._drag_over()
         if self._moved is None:
             return
         doc, group = self._moved
@@ -128,13 +140,18 @@ class AutoReblend(QObject):
         self.settle_started += 1
         self._start(doc, group)
 
-    def _start(self, doc: Any, group: Any) -> None:
+    def _start(self, doc: Any, group: Any, live: bool = False) -> None:
         if not self.side.is_open(doc) or group.parentNode() is None:
             return
         key = uid(group)
         if key in self._seen:
             self._asked[key] = self._seen[key]
         try:
-            self.controller.reblend(read_source(doc, group))
+            # During a drag only the Foreground moves: its Background and Blend are taken over from the
+            # drag's previous read while they are the same layers at the same bounds.
+            source = read_source(doc, group, reuse=self._drag_read if live else None)
+            if live:
+                self._drag_read = source
+            self.controller.reblend(source)
         except UserError as err:
             self.controller.panel.show_error(str(err))

@@ -13,7 +13,7 @@ from .canvas_jobs import CanvasSource, add_background_body, add_foreground_body,
 from .pixels import decode_triplet, encode_png, fitted, image_from_bgra, in_background
 from .qt import QColor, QImage, QObject, QPainter
 from .targets import UserError
-from .wire import ProtocolError, protocol
+from .wire import Body, ProtocolError, protocol, serialized
 
 KINDS = ("add_foreground", "add_background", "harmonize")
 WHAT = {"add_foreground": "Adding an object", "add_background": "Generating a background",
@@ -79,20 +79,19 @@ class CanvasJobs(QObject):
             c.panel.show_error(str(err))
             return False
 
-        def encode() -> List[str]:
-            return [upload_png(data, alpha, source) for _role, data, alpha, _name in source.uploads]
+        def encode() -> Body:  # on the pool: the PNGs, then the checked and serialized body
+            pngs = [upload_png(data, alpha, source) for _role, data, alpha, _name in source.uploads]
+            return serialized(request_body(s, source, pngs))
 
-        def encoded(pngs: Any, error: Optional[BaseException]) -> None:
+        def encoded(body: Any, error: Optional[BaseException]) -> None:
+            if isinstance(error, UserError):
+                c.panel.show_error(str(error))
+                return
+            if isinstance(error, ProtocolError):
+                c.panel.show_error("Cannot send this request: %s" % error.message)
+                return
             if error is not None:
                 c.panel.show_error("Could not read the layers: %s" % error)
-                return
-            try:
-                body = request_body(s, source, pngs)
-            except UserError as err:
-                c.panel.show_error(str(err))
-                return
-            except ProtocolError as err:
-                c.panel.show_error("Cannot send this request: %s" % err.message)
                 return
             maps = protocol.LIGHT_NAMES if source.blend_layers else ()
             self.runs.append(c._start(body, lambda outcome: self._finished(source, outcome), maps))

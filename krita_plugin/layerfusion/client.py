@@ -24,7 +24,7 @@ from .qt import (
     pyqtSignal,
 )
 from .sse import SseParser
-from .wire import ProtocolError, parse_response, protocol
+from .wire import Body, ProtocolError, parse_response, protocol
 
 SHORT_TIMEOUT_MS = 10000  # health, job status, cancel: loopback answers in milliseconds
 IMAGE_TIMEOUT_MS = 120000
@@ -100,10 +100,13 @@ class Api(QObject):
         return self._watch(self.nam.get(self.request(path)), done, timeout_ms)
 
     def post_json(self, path: str, body: Dict[str, Any], done: Callable[[HttpResult], None]) -> Any:
+        return self.post(path, json.dumps(body).encode("utf-8"), done)
+
+    def post(self, path: str, data: bytes, done: Callable[[HttpResult], None]) -> Any:
+        """POST JSON already serialized (``wire.Body``)."""
         req = self.request(path)
         req.setHeader(QNetworkRequest.KnownHeaders.ContentTypeHeader, "application/json")
-        data = QByteArray(json.dumps(body).encode("utf-8"))
-        return self._watch(self.nam.post(req, data), done, IMAGE_TIMEOUT_MS)
+        return self._watch(self.nam.post(req, QByteArray(data)), done, IMAGE_TIMEOUT_MS)
 
     def _watch(self, reply: Any, done: Callable[[HttpResult], None], timeout_ms: int) -> Any:
         # One sweeping timer owned by the Api rather than a QTimer per reply: a Python slot on a
@@ -161,13 +164,13 @@ class JobRun(QObject):
     state_changed = pyqtSignal(str)  # queued, running, ...
     finished = pyqtSignal(object)  # JobOutcome, exactly once
 
-    def __init__(self, api: Api, body: Dict[str, Any], parent: Optional[QObject] = None,
+    def __init__(self, api: Api, body: Body, parent: Optional[QObject] = None,
                  maps: Sequence[str] = ()) -> None:
         super().__init__(parent)
         self.api = api
         self.body = body
         self.maps = tuple(maps)  # which of protocol.MAP_NAMES to fetch besides the layers
-        self.kind = str(body.get("kind", ""))
+        self.kind = body.kind
         self.job_id = ""
         self.done = False
         self._cancel_wanted = False
@@ -180,7 +183,7 @@ class JobRun(QObject):
 
     def start(self) -> None:
         self.state_changed.emit("submitting")
-        self.api.post_json(protocol.API_PREFIX + "/jobs", self.body, self._created)
+        self.api.post(protocol.API_PREFIX + "/jobs", self.body.json, self._created)
 
     def attach(self, job_id: str) -> None:
         """Follow an existing job (e.g. one from the history) instead of posting a new one."""

@@ -3,23 +3,22 @@
 The document side (``layers.KritaDocuments`` in Krita) is passed in, so the whole path from button to
 decoded layer pixels runs offscreen in tests against a real server.
 """
-import base64
 import time
 import traceback
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
-from . import server_history
+from . import reblend_job, server_history
 from .canvas_controller import CanvasJobs
 from .client import Api, JobOutcome, JobRun
 from .connection import ConnectionState, HealthMonitor
 from .docker import Panel
-from .local_blend import kept_outside, scaled
+from .local_blend import kept_outside
 from .lora_picker import LoraCatalog
-from .pixels import decode_triplet, encode_png, fitted, image_from_bgra, in_background, thumbnail
+from .pixels import decode_triplet, in_background, thumbnail
 from .qt import QObject, QTimer, pyqtSignal
-from .settings import Settings, group_steps, parse_loras
+from .settings import Settings
 from .targets import MASK, Documents, HistoryEntry, ReblendSource, Target, UserError, history_label
-from .wire import ProtocolError, protocol, validated
+from .wire import Body, ProtocolError, protocol, serialized, validated
 
 
 def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -61,6 +60,7 @@ class Controller(QObject):
         self.reblend_runs: Dict[str, JobRun] = {}  # group key -> its running re-blend
         self._reblend_serial: Dict[str, int] = {}  # group key -> number of its latest re-blend request
         self._encoding: Dict[str, int] = {}  # group key -> serial of its re-blend still being encoded
+        self._landing: Dict[str, int] = {}  # group key -> its re-blends done on the server, not yet put in
         self.canvas = CanvasJobs(self)  # Add object, Generate background, Harmonize (canvas_controller.py)
         panel.apply(settings)
         panel.generate_clicked.connect(self.generate)
@@ -120,7 +120,7 @@ class Controller(QObject):
             return None
         mask = s.insert_mask  # as the option stood when the job was asked for
         maps = ((MASK,) if mask else ()) + (tuple(protocol.LIGHT_NAMES) if body["blend_layers"] else ())
-        run = self._start(body, lambda outcome: self._generated(target, outcome, mask), maps)
+        run = self._start(serialized(body), lambda outcome: self._generated(target, outcome, mask), maps)
         self.panel.show_message("Generating %d×%d…" % (target.gen_width, target.gen_height))
         return run
 
@@ -155,17 +155,17 @@ class Controller(QObject):
             elif not self.documents.is_open(target.document):
                 self.panel.show_message("The document was closed; the result stays in the history.")
             else:
-                self._run_insert(target, layers, entry, inserted)
+                self._step_through(self.documents.insert_steps(target, layers, entry.params, entry.job_id), inserted)
                 return
             if outcome is not None:
                 self.job_finished.emit(outcome)
 
         in_background(lambda: decode_triplet(images, target.width, target.height), decoded)
 
-    def _run_insert(self, target: Target, layers: Any, entry: HistoryEntry,
-                    done: Callable[[Any, Optional[BaseException]], None]) -> None:
-        """Insert through the document side's step generator, one event-loop turn per layer."""
-        steps = self.documents.insert_steps(target, layers, entry.params, entry.job_id)
+    @staticmethod
+    def _step_through(steps: Iterator[None], done: Callable[[Any, Optional[BaseException]], None]) -> None:
+        """Run one of the document side's step generators, one event-loop turn per step (each is one of
+        Krita's costly calls), then ``done(what it returned, error)``."""
 
         def turn() -> None:
             try:
@@ -193,51 +193,27 @@ class Controller(QObject):
         self.cancel_reblend(source.group_key)
         asked = time.monotonic()  # the latency the docker shows: from asking to the new Blend in place
         serial = self._reblend_serial[source.group_key] = self._reblend_serial.get(source.group_key, 0) + 1
-        t = source.target
-        p = source.params
-        layers = [("foreground", source.foreground), ("background", source.background)]
-        changed = None
-        if s.local_reblend and source.changed is not None and source.previous_blend is not None:
-            layers.append(("previous_blend", source.previous_blend))
-            changed = protocol.Rect(*scaled(source.changed, t.gen_width / t.width, t.gen_height / t.height,
-                                            t.gen_width, t.gen_height))
+        known = dict(source.pngs)  # the pool reads this copy; the UI thread alone writes source.pngs
 
-        def encode() -> Dict[str, str]:
-            out = {}
-            for name, data in layers:
-                image = fitted(image_from_bgra(data, t.width, t.height), t.gen_width, t.gen_height)
-                out[name] = base64.b64encode(encode_png(image)).decode("ascii")
-            return out
-
-        def encoded(pngs: Any, error: Optional[BaseException]) -> None:
+        def encoded(upload: Any, error: Optional[BaseException]) -> None:
             if self._encoding.get(source.group_key) == serial:
                 del self._encoding[source.group_key]
             if self._reblend_serial.get(source.group_key) != serial:
                 return  # a newer re-blend of this group was asked for while this one was encoding
+            if isinstance(error, ProtocolError):
+                self.panel.show_error("Cannot send this re-blend: %s" % error.message)
+                return
             if error is not None:
                 self.panel.show_error("Could not read the layers: %s" % error)
                 return
-            try:
-                body = validated(protocol.ReblendRequest(
-                    foreground_png=pngs["foreground"], background_png=pngs["background"],
-                    foreground_prompt=p.get("foreground_prompt") or s.foreground_prompt or "foreground",
-                    background_prompt=p.get("background_prompt") or s.background_prompt or "background",
-                    negative_prompt=str(p.get("negative_prompt", s.negative_prompt)),
-                    strength=s.strength, guidance=float(p.get("guidance", s.guidance)),
-                    **s.speed_fields(group_steps(p, s.steps)),
-                    seed=p.get("seed") if isinstance(p.get("seed"), int) else None,
-                    # the LoRAs the group was made with, not the picker's: the blend must match its layers
-                    loras=parse_loras(p.get("loras")), options=s.method_options(),
-                    previous_blend_png=pngs.get("previous_blend"), changed=changed))
-            except ProtocolError as err:
-                self.panel.show_error("Cannot send this re-blend: %s" % err.message)
-                return
+            pngs, body = upload
+            source.pngs.update(pngs)  # a later read of the same drag may take them over
             run = self._start(body, lambda outcome: self._reblended(source, outcome, asked))
             self.reblend_runs[source.group_key] = run
 
         self.panel.show_message("Re-blending…")
         self._encoding[source.group_key] = serial
-        in_background(encode, encoded)
+        in_background(lambda: reblend_job.upload(source, s, known), encoded)
         return True
 
     def cancel_reblend(self, group_key: str) -> None:
@@ -248,17 +224,19 @@ class Controller(QObject):
             stale.cancel()
 
     def reblend_busy(self, group_key: str) -> bool:
-        """Whether a re-blend of the group is being encoded or runs (a superseded one does not count)."""
+        """Whether a re-blend of the group is being encoded, runs or is being put in (a superseded one
+        does not count)."""
         encoding = self._encoding.get(group_key)
-        return group_key in self.reblend_runs or (encoding is not None and encoding == self._reblend_serial.get(group_key))
+        return (group_key in self.reblend_runs or self._landing.get(group_key, 0) > 0
+                or (encoding is not None and encoding == self._reblend_serial.get(group_key)))
 
     def _reblended(self, source: ReblendSource, outcome: JobOutcome, asked: float) -> None:
         current = self.reblend_runs.get(source.group_key)
         if current is not None and current.job_id == outcome.job_id:
             del self.reblend_runs[source.group_key]
         elif outcome.state in ("done", "cancelled"):
-            # superseded: its blend is for an old placement, and its cancelling is no news (a drag
-            # cancels one per live re-blend); the newer one's message stays
+            # superseded: its blend is for an old placement, and its cancelling is no news (the end of
+            # a drag cancels a stale live re-blend); the newer one's message stays
             self.job_finished.emit(outcome)
             return
         if outcome.state != "done" or "blend" not in outcome.images:
@@ -266,29 +244,36 @@ class Controller(QObject):
                          JobOutcome(outcome.job_id, outcome.kind, "failed", error="the server sent no blend"))
             return
         t = source.target
+        key = source.group_key
+        self._landing[key] = self._landing.get(key, 0) + 1
+
+        def landed(_node: Any, error: Optional[BaseException]) -> None:
+            self._landing[key] -= 1
+            if error is not None:
+                self.panel.show_error("Could not replace the blend: %s" % error)
+            else:
+                where = "around the move" if "local_region" in outcome.params else "everywhere"
+                took = time.monotonic() - asked
+                self.panel.show_message("Blend regenerated %s in %.1f s." % (where, took))
+                self.panel.show_latency(took)
+            self.job_finished.emit(outcome)
 
         def decoded(layers: Any, error: Optional[BaseException]) -> None:
+            if error is None and self.documents.is_open(source.document):
+                self._step_through(self.documents.replace_steps(source, layers["blend"], outcome.params), landed)
+                return
             if error is not None:
                 self.panel.show_error("Could not read the new blend: %s" % error)
-            elif not self.documents.is_open(source.document):
-                self.panel.show_message("The document was closed; the re-blend was dropped.")
             else:
-                try:
-                    self.documents.replace_blend(source, layers["blend"], outcome.params)
-                except Exception as err:
-                    self.panel.show_error("Could not replace the blend: %s" % err)
-                else:
-                    where = "around the move" if "local_region" in outcome.params else "everywhere"
-                    took = time.monotonic() - asked
-                    self.panel.show_message("Blend regenerated %s in %.1f s." % (where, took))
-                    self.panel.show_latency(took)
+                self.panel.show_message("The document was closed; the re-blend was dropped.")
+            self._landing[key] -= 1
             self.job_finished.emit(outcome)
 
         in_background(lambda: kept_outside(source, outcome.params, decode_triplet(
             {"blend": outcome.images["blend"]}, t.width, t.height)), decoded)
 
     # ---- jobs ------------------------------------------------------------------------------------
-    def _start(self, body: Dict[str, Any], done: Callable[[JobOutcome], None], maps: Any = ()) -> JobRun:
+    def _start(self, body: Body, done: Callable[[JobOutcome], None], maps: Any = ()) -> JobRun:
         run = JobRun(self.api, body, self, maps)
         self.runs.append(run)
         run.progress.connect(lambda step, total, phase: self._progress(run, step, total, phase))
@@ -361,7 +346,7 @@ class Controller(QObject):
         if entry.images and (MASK in entry.images or not mask):
             self._insert(target, entry, mask=mask)
             return
-        run = JobRun(self.api, {"kind": "generate"}, self, (MASK,) if mask else ())
+        run = JobRun(self.api, Body("generate", b""), self, (MASK,) if mask else ())
 
         def fetched(outcome: JobOutcome) -> None:
             run.deleteLater()

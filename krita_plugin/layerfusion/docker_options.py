@@ -15,9 +15,9 @@ from .wire import protocol
 
 RESOLUTIONS = [("SDXL, 1 megapixel", 1024 * 1024), ("Draft, 0.25 MP", 512 * 512), ("Tiny test, 128²", 128 * 128)]
 LIVE_RANGE_MS = (100, 5000)  # how often a drag may re-blend: faster floods the server, slower is no longer live
-LIVE_TIP = ("While Auto re-blend and Fast are both on, a drag re-blends at most this often (the newest "
-            "re-blend cancels the one before it; the final placement is always re-blended once the "
-            "foreground stops)")
+LIVE_TIP = ("While Auto re-blend and Fast are both on, a drag re-blends at most this often, and only once "
+            "the re-blend before has landed (the final placement is always re-blended once the foreground "
+            "stops)")
 
 
 def build_options(panel: Any) -> FlowLayout:

@@ -54,6 +54,12 @@ def layer_pixels(node: Any, box: Tuple[int, int, int, int]) -> bytes:
     return bytes(node.pixelData(*box))
 
 
+def bounds_box(node: Any) -> Tuple[int, int, int, int]:
+    """A layer's bounds in image coordinates (x, y, width, height): where its pixels can be."""
+    b = node.bounds()
+    return b.x(), b.y(), b.width(), b.height()
+
+
 def write_pixels(node: Any, data: bytes, box: Tuple[int, int, int, int]) -> None:
     """Fill a new, detached layer. Krita 5.2+ answers False when it could not (5.1 answers nothing)."""
     if node.setPixelData(QByteArray(data), *box) is False:

@@ -47,6 +47,31 @@ def scaled(box: Box, sx: float, sy: float, width: int, height: int) -> Box:
     return x0, y0, max(0, x1 - x0), max(0, y1 - y0)
 
 
+def clip(box: Box, width: int, height: int) -> Box:
+    """The part of ``box`` inside width x height (zero-sized where they do not meet)."""
+    x0, y0 = min(max(box[0], 0), width), min(max(box[1], 0), height)
+    x1, y1 = max(min(box[0] + box[2], width), x0), max(min(box[1] + box[3], height), y0)
+    return x0, y0, x1 - x0, y1 - y0
+
+
+def expand(data: bytes, box: Box, width: int, height: int) -> bytes:
+    """BGRA ``data`` covering ``box`` as a width x height image, transparent around it."""
+    x, y, w, h = box
+    if (x, y, w, h) == (0, 0, width, height):
+        return data
+    out = bytearray(width * height * 4)
+    for row in range(h):
+        start = ((y + row) * width + x) * 4
+        out[start:start + w * 4] = data[row * w * 4:(row + 1) * w * 4]
+    return bytes(out)
+
+
+def whole_foreground(source: ReblendSource) -> bytes:
+    """The source's Foreground over the group's whole rectangle (it is read over its bounds only)."""
+    t = source.target
+    return expand(source.foreground, source.foreground_at or (0, 0, t.width, t.height), t.width, t.height)
+
+
 def paste_box(previous: bytes, new: bytes, width: int, box: Box) -> bytes:
     """``previous`` (BGRA rows of ``width`` pixels) with ``box`` taken from ``new`` (the same size)."""
     x, y, w, h = box

@@ -8,12 +8,13 @@ re-blend, so a group holds at most two. A rename is no undo step, so after a Ctr
 blend keeps its "(previous)" name until the group is next read (Regenerate blend, the auto re-blend
 watcher), which names the top one "Blend" again.
 """
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Generator, Optional
 
 from .canvas_layers import CanvasDocuments, pixels_beneath
 from .layers import (
     BLENDED_AT,
     KritaDocuments,
+    bounds_box,
     by_uid,
     children,
     find_group,
@@ -24,13 +25,17 @@ from .layers import (
     write_pixels,
     write_records,
 )
-from .local_blend import Box, alpha_box, union
+from .local_blend import Box, alpha_box, clip, union
 from .targets import MASK, ReblendSource, Target, UserError
 
 BLEND, PREVIOUS = "Blend", "Blend (previous)"
 
 
-def read_source(doc: Any, group: Any) -> ReblendSource:
+def read_source(doc: Any, group: Any, reuse: Optional[ReblendSource] = None) -> ReblendSource:
+    """The group's layers as they now lie. The Foreground is read over its own bounds only. With
+    ``reuse`` (an earlier read of this group in the same drag, when nothing but the Foreground can have
+    changed), a Background or Blend that is still the same layer at the same bounds is taken from it,
+    with its encoded PNG, rather than read again: a live re-blend then reads only the object."""
     record = read_records(doc).get(uid(group))
     if record is None:
         raise UserError("This group was not made by LayerFusion.")
@@ -43,16 +48,33 @@ def read_source(doc: Any, group: Any) -> ReblendSource:
     x, y, w, h = record["rect"]
     gen_w, gen_h = record["generation_size"]
     target = Target(doc, x, y, w, h, gen_w, gen_h)
-    foreground = layer_pixels(fg, (x, y, w, h))
+    bx, by, bw, bh = bounds_box(fg)
+    fx, fy, fw, fh = at = clip((bx - x, by - y, bw, bh), w, h)
+    foreground = layer_pixels(fg, (x + fx, y + fy, fw, fh)) if fw and fh else b""
+    seen = alpha_box(foreground, fw, fh)
+    source = ReblendSource(doc, uid(group), target, foreground, b"", dict(record.get("params", {})),
+                           foreground_box=None if seen is None else (seen[0] + fx, seen[1] + fy, seen[2], seen[3]),
+                           foreground_at=at)
+    kept = reuse if reuse is not None and reuse.group_key == source.group_key else None
+
+    def read(role: str, node: Any) -> bytes:
+        key = (uid(node), bounds_box(node))
+        source.layer_keys[role] = key
+        if kept is not None and kept.layer_keys.get(role) == key:
+            data = kept.previous_blend if role == "previous_blend" else kept.background
+            if data is not None:
+                if role in kept.pngs:
+                    source.pngs[role] = kept.pngs[role]
+                return data
+        return layer_pixels(node, (x, y, w, h))
+
     # An added object's background is what lies beneath its group now, the artist's edits included.
-    background = pixels_beneath(doc, group, (x, y, w, h)) if bg is None else layer_pixels(bg, (x, y, w, h))
-    source = ReblendSource(doc, uid(group), target, foreground, background, dict(record.get("params", {})),
-                           foreground_box=alpha_box(foreground, w, h))
+    source.background = pixels_beneath(doc, group, (x, y, w, h)) if bg is None else read("background", bg)
     blends = blend_layers(doc, group)
     before = blended_box(record, blends[-1]) if blends else None
     if source.foreground_box is not None and before is not None:
         source.changed = union(before, source.foreground_box)
-        source.previous_blend = layer_pixels(blends[-1], (x, y, w, h))
+        source.previous_blend = read("previous_blend", blends[-1])
     return source
 
 
@@ -105,17 +127,25 @@ class KritaSide(KritaDocuments, CanvasDocuments):
             raise UserError("Select a LayerFusion group (or one of its layers) to re-blend.")
         return read_source(doc, group)
 
-    def replace_blend(self, source: ReblendSource, blend: bytes, params: Dict[str, Any]) -> Any:
+    def replace_steps(self, source: ReblendSource, blend: bytes,
+                      params: Dict[str, Any]) -> Generator[None, None, Any]:
+        """Put the new Blend on top, one of Krita's costly calls per step (on a 2048² canvas each takes
+        tens of milliseconds: together they would stall a drag); returns the new layer. Afterwards the
+        source holds that Blend as its previous one, so the drag's next read takes it over."""
         doc = source.document
-        group = by_uid(doc, source.group_key)
-        if group is None:
-            raise UserError("The group was deleted while re-blending.")
         t = source.target
         node = doc.createNode(BLEND, "paintlayer")
-        write_pixels(node, blend, (t.x, t.y, t.width, t.height))
+        write_pixels(node, blend, (t.x, t.y, t.width, t.height))  # detached: nothing in the document yet
+        yield
+        group = self._group(source)
         for stale in blend_layers(doc, group)[:-1]:
             stale.remove()  # already covered by the current blend: removing it changes nothing visible
+        yield
+        group = self._group(source)
         group.addChildNode(node, None)
+        yield
+        if not self.is_open(doc):
+            return node
         name_blends(doc, group)
         records = read_records(doc)
         if source.group_key in records:
@@ -124,4 +154,12 @@ class KritaSide(KritaDocuments, CanvasDocuments):
             record[BLENDED_AT] = blended_boxes(record, blend_layers(doc, group), uid(node), source.foreground_box)
             write_records(doc, records)
         doc.refreshProjection()  # asynchronous: the new blend's pixels are not marked dirty otherwise
+        source.previous_blend, source.layer_keys["previous_blend"] = blend, (uid(node), bounds_box(node))
+        source.pngs.pop("previous_blend", None)
         return node
+
+    def _group(self, source: ReblendSource) -> Any:
+        group = by_uid(source.document, source.group_key) if self.is_open(source.document) else None
+        if group is None:
+            raise UserError("The group was deleted while re-blending.")
+        return group

@@ -62,6 +62,14 @@ class ReblendSource:
     foreground_box: Optional[Tuple[int, int, int, int]] = None
     changed: Optional[Tuple[int, int, int, int]] = None
     previous_blend: Optional[bytes] = None
+    # The box of the group's rectangle that ``foreground`` covers (the layer's bounds; transparent
+    # around it); None: all of it. A small object on a large canvas is read, not the whole canvas.
+    foreground_at: Optional[Tuple[int, int, int, int]] = None
+    # Which layer (uid and bounds) ``background`` and ``previous_blend`` were read from, where that can
+    # be said, and their base64 PNGs at the generation size once encoded: a later read of the same drag
+    # takes both over instead of reading and encoding them again (reblend.read_source's ``reuse``).
+    layer_keys: Dict[str, Any] = field(default_factory=dict)
+    pngs: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -107,7 +115,8 @@ class Documents(Protocol):
         """The active group's layers as they now lie."""
         ...
 
-    def replace_blend(self, source: ReblendSource, blend: bytes, params: Dict[str, Any]) -> Any:
+    def replace_steps(self, source: ReblendSource, blend: bytes, params: Dict[str, Any]) -> Generator[None, None, Any]:
+        """Put a re-blend's Blend in (BGRA at the group's size), yielding between Krita's calls."""
         ...
 
     def select_foreground(self) -> Any:

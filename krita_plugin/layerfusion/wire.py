@@ -4,8 +4,10 @@ install.py copies the repo's ``shared/`` package to ``layerfusion/_shared``; a c
 from the repo (tests, development) finds ``shared`` two levels above this package instead.
 """
 import dataclasses
+import json
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any, Dict, Type, TypeVar
 
 try:  # the copy shipped next to the plugin
@@ -37,4 +39,18 @@ def validated(request: Any) -> Dict[str, Any]:
     return body
 
 
-__all__ = ["fields", "protocol", "sizes", "ProtocolError", "to_json", "parse_response", "validated"]
+@dataclass(frozen=True)
+class Body:
+    """A job request as it goes out: its kind and its JSON. A body with uploads is megabytes of base64,
+    so it is checked and serialized on Qt's thread pool, not on the UI thread."""
+
+    kind: str
+    json: bytes
+
+
+def serialized(body: Dict[str, Any]) -> Body:
+    return Body(str(body["kind"]), json.dumps(body).encode("utf-8"))
+
+
+__all__ = ["fields", "protocol", "sizes", "ProtocolError", "to_json", "parse_response", "validated", "Body",
+           "serialized"]

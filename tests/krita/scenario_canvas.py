@@ -148,13 +148,14 @@ def results(source, fg_fn=None, with_light=False):
 def reblend_reads(doc):
     """What Regenerate blend would send for the document's recorded group (None: there is none)."""
     from layerfusion.layers import find_group
+    from layerfusion.local_blend import whole_foreground
     from layerfusion.reblend import read_source
 
     group = find_group(doc)
     if group is None:
         return None
     source = read_source(doc, group)
-    return [source.foreground, source.background, source.target.width, source.target.height]
+    return [whole_foreground(source), source.background, source.target.width, source.target.height]
 
 
 def saved_and_reopened(app, doc, path, facts, key):
@@ -175,6 +176,7 @@ def run(cfg, facts):
     from krita import Krita, Selection
 
     from layerfusion.layers import find_group, member, read_records
+    from layerfusion.local_blend import whole_foreground
     from layerfusion.reblend import KritaSide, blend_layers, read_source
     from layerfusion.targets import UserError
 
@@ -210,7 +212,7 @@ def run(cfg, facts):
     # Re-blend reads the canvas beneath the group as it is now (the artist painted after the job).
     source = read_source(doc, group)
     facts["reblend_bg_is_canvas"] = source.background == src.uploads[0][1]
-    facts["reblend_fg_is_fg"] = source.foreground == layers["foreground"]
+    facts["reblend_fg_is_fg"] = whole_foreground(source) == layers["foreground"]
     [bg_node] = [n for n in doc.rootNode().childNodes() if n.name() == "Background"]
     paint(doc, "", lambda x, y: (7, 7, 7, 255), bg_node)
     doc.refreshProjection()
@@ -242,7 +244,7 @@ def run(cfg, facts):
     # On the object (0, 255, 0): the Foreground light's screen with 64 -> (64, 255, 64).
     facts["light_on_object"] = pixel(shown, 120, 30)
     facts["light_artist_untouched"] = artist_state(doc) == art
-    facts["light_reblend_finds_fg"] = read_source(doc, group).foreground == layers["foreground"]
+    facts["light_reblend_finds_fg"] = whole_foreground(read_source(doc, group)) == layers["foreground"]
     facts["light_blend_layers"] = [n.name() for n in blend_layers(doc, group)]
     saved_and_reopened(app, doc, os.path.join(work, "object-light.kra"), facts, "light").close()
 
@@ -269,7 +271,7 @@ def run(cfg, facts):
     shown = bytes(doc.pixelData(0, 0, W, H))
     facts["bg_outside"] = [pixel(shown, 150, 5), [round(c * 128 / 255) for c in (10, 100, 250)]]
     source = read_source(doc, group)
-    facts["bg_reblend_reads"] = [source.foreground == bytes(cat.pixelData(0, 0, W, H)),
+    facts["bg_reblend_reads"] = [whole_foreground(source) == bytes(cat.pixelData(0, 0, W, H)),
                                  source.background == layers["background"]]
     saved_and_reopened(app, doc, os.path.join(work, "background.kra"), facts, "bg").close()
 
@@ -287,7 +289,7 @@ def run(cfg, facts):
     clone.move(16, 0)
     doc.refreshProjection()
     doc.waitForDone()
-    moved = read_source(doc, group).foreground
+    moved = whole_foreground(read_source(doc, group))
     facts["bg_clone_follows_and_moves"] = [pixel(moved, 64 + 16, 64)[:3], pixel(moved, 50, 64)[3]]
     lowest = [n for n in doc.rootNode().childNodes()][0]
     try:

@@ -202,18 +202,51 @@ def run(cfg, facts):
         facts["local_outside_same"] = all(blend_a[i * 4:i * 4 + 4] == blend_b[i * 4:i * 4 + 4] for i in outside)
         facts["local_inside_change"] = mean_abs(blend_b, blend_a, W, [x0, y0, w, h])
 
-    # What Ctrl+Z of that re-blend restores (blend_a on top again; the record is not undone): the
-    # "before" box must be blend_a's own, (40, 40) 24 x 24, so the change spans it and where the square is.
+    # Reads: the Foreground over its own bounds only; a later read of the same drag takes the Background
+    # and the Blend over (with their PNGs) while they are the same layers at the same bounds.
+    from layerfusion.local_blend import alpha_box, expand
     from layerfusion.reblend import read_source
 
+    first = read_source(doc, group)
+    full_fg = bgra(fg, 0, 0, W, H)
+    facts["read_fg_at"] = list(first.foreground_at)
+    facts["read_fg_bytes"] = [len(first.foreground), len(full_fg)]
+    facts["read_fg_expanded_same"] = expand(first.foreground, first.foreground_at, W, H) == full_fg
+    facts["read_fg_box"] = [list(first.foreground_box), list(alpha_box(full_fg, W, H))]
+    facts["read_bg_blend_same"] = [first.background == bgra(bg, 0, 0, W, H),
+                                   first.previous_blend == bgra(blend_layers(doc, group)[-1], 0, 0, W, H)]
+    first.pngs.update(background="background-png", previous_blend="blend-png")
+    again = read_source(doc, group, reuse=first)
+    facts["reuse_unchanged"] = [again.background is first.background, again.previous_blend is first.previous_blend,
+                                again.pngs]
+    pos = bg.position()
+    bg.move(pos.x() + 1, pos.y())
+    doc.waitForDone()
+    shifted = read_source(doc, group, reuse=first)
+    facts["reuse_background_moved"] = [shifted.background is first.background,
+                                       shifted.background == bgra(bg, 0, 0, W, H),
+                                       shifted.previous_blend is first.previous_blend, sorted(shifted.pngs)]
+    bg.move(pos.x(), pos.y())
+    doc.waitForDone()
+
+    # What Ctrl+Z of that re-blend restores (blend_a on top again; the record is not undone): the
+    # "before" box must be blend_a's own, (40, 40) 24 x 24, so the change spans it and where the square is.
     blend_layers(doc, group)[-1].remove()
     doc.waitForDone()
     undone = read_source(doc, group)
+    other_blend = read_source(doc, group, reuse=first)  # another Blend on top: read, not taken over
+    facts["reuse_other_blend"] = [other_blend.previous_blend is first.previous_blend,
+                                  other_blend.previous_blend == blend_a, sorted(other_blend.pngs)]
     facts["undone_changed"] = list(undone.changed) if undone.changed is not None else None
     facts["undone_previous_is_blend_a"] = undone.previous_blend == blend_a
     controller.reblend(undone)  # two blend layers again, as the save below expects
     spin(lambda: len(finished) == before_auto + 5)
     facts["undone_reblend_local"] = "local_region" in finished[-1].params
+    # The Blend it put in is the source's previous one now: a drag's next read takes it over, and those
+    # are the very pixels Krita holds.
+    after = read_source(doc, group, reuse=undone)
+    facts["reuse_put_in_blend"] = [after.previous_blend is undone.previous_blend,
+                                   after.previous_blend == bgra(blend_layers(doc, group)[-1], 0, 0, W, H)]
 
     # With a selection, the selection's bounds are the target (mapped to a model size, scaled back).
     from krita import Selection

@@ -3,9 +3,10 @@
 With Auto re-blend and Fast on, the scenario drags the group's Foreground in small moves (each one
 waited for until the watcher has seen it) and reports what the watcher and the controller did: how
 many live re-blends went out, what became of each job, how many Blend layers were put in, and where
-the landed Blend was made for. The server's one worker is held by a long job meanwhile, so the drag's
-re-blends queue behind it and a superseded one is certainly cancelled rather than merely outrun.
-Then the same with the document closed mid-drag. test_krita_live.py holds the assertions.
+the landed Blend was made for. The server's one worker is held by a long job at chosen moments, so a
+live re-blend waits behind it: the drag starts no other meanwhile, and the settle re-blend certainly
+cancels a stale one rather than merely outrunning it. Then the same with the document closed mid-drag.
+test_krita_live.py holds the assertions.
 """
 import json
 import time
@@ -106,28 +107,46 @@ def run(cfg, facts):
         run = controller.reblend_runs.get(key)
         return run is not None and run.job_id != "" and run.job_id != other_than
 
+    def landed_box():
+        return blended_box(read_records(doc)[key], blend_layers(doc, group)[-1])
+
+    interval_s = cfg["interval_ms"] / 1000.0
     blocker = hold_the_worker(url)
     before = len(finished)
     drag_until(lambda: auto.live_started == 1)
     spin(submitted, watch=see_top)
     live_1 = controller.reblend_runs[key].job_id
+    # One live re-blend at a time: while the first waits behind the long job, three more intervals of
+    # dragging start none.
+    dragged_from = time.monotonic()
+    drag_until(lambda: time.monotonic() - dragged_from > 3 * interval_s)
+    facts["started_while_in_flight"] = auto.live_started
+    call(url, "/jobs/%s/cancel" % blocker, {})
+    # The first runs and lands while the drag goes on; the next goes out only after it.
     drag_until(lambda: auto.live_started == 2)
+    see_top()
+    facts["first_in_when_second_went"] = [call(url, "/jobs/" + live_1)["state"], len(tops - first_top)]
+    facts["first_landed_box"] = landed_box()  # its Blend went in mid-drag
     spin(lambda: submitted(live_1), watch=see_top)
-    # One more move, a long interval after the last live one: the settle re-blend is for a new placement
-    # (were the machine so slow that the interval passed anyway, that move starts one more live one).
-    panel.live_interval.setValue(5000)
-    step(1)
-    spin(lambda: not auto._settle.isActive() and submitted(), watch=see_top)
+    live_2 = controller.reblend_runs[key].job_id
+    # The worker held again (after the second live one ran), a third goes out and waits; one more move
+    # and the foreground stops: the settle re-blend cancels that stale third one and lands for the final
+    # placement.
+    blocker = hold_the_worker(url)
+    drag_until(lambda: auto.live_started == 3)
+    spin(lambda: submitted(live_2), watch=see_top)
+    live_3 = controller.reblend_runs[key].job_id
+    step(1)  # the third is still on its way: this move starts none
+    spin(lambda: not auto.settling and submitted(live_3), watch=see_top)
     asked = auto.live_started + auto.settle_started
     facts["started"] = [auto.live_started, auto.settle_started]
     call(url, "/jobs/%s/cancel" % blocker, {})
     spin(lambda: len(finished) == before + asked and not controller.reblend_busy(key), watch=see_top)
     facts["outcomes"] = [o.state for o in finished[before:]]
-    facts["first_cancelled_on_server"] = call(url, "/jobs/" + live_1)["state"]
+    facts["stale_cancelled_on_server"] = call(url, "/jobs/" + live_3)["state"]
     facts["inserted_tops"] = len(tops - first_top)
     facts["blend_count"] = len(blend_layers(doc, group))
-    record = read_records(doc)[key]
-    facts["landed_box"] = blended_box(record, blend_layers(doc, group)[-1])
+    facts["landed_box"] = landed_box()
     facts["final_box"] = read_source(doc, group).foreground_box
     facts["landed_params"] = [finished[-1].params.get("speed"), finished[-1].params.get("steps")]
     facts["latency"] = panel.latency.text()
@@ -140,7 +159,7 @@ def run(cfg, facts):
     first_top = set(tops)
     before, started, settles = len(finished), auto.live_started, auto.settle_started
     drag_until(lambda: auto.live_started == started + 1)
-    spin(lambda: len(finished) == before + 1 and not controller.reblend_busy(key) and not auto._settle.isActive(),
+    spin(lambda: len(finished) == before + 1 and not controller.reblend_busy(key) and not auto.settling,
          watch=see_top)
     facts["no_settle_duplicate"] = [[o.state for o in finished[before:]], auto.settle_started - settles]
     facts["no_settle_inserted"] = len(tops - first_top)

@@ -77,6 +77,20 @@ def test_a_moved_object_is_reblended_locally_and_the_rest_of_the_blend_is_kept(f
     assert facts["local_inside_change"] > 1.0
 
 
+def test_a_reblend_reads_the_foreground_over_its_bounds_and_a_drag_takes_the_rest_over(facts):
+    # The square, moved 16 px: its bounds are all that is read, and expanded it is the layer as read whole.
+    assert facts["read_fg_at"] == [56, 40, 24, 24]
+    assert facts["read_fg_bytes"] == [24 * 24 * 4, W * H * 4]
+    assert facts["read_fg_expanded_same"]
+    assert facts["read_fg_box"] == [[56, 40, 24, 24], [56, 40, 24, 24]]
+    assert facts["read_bg_blend_same"] == [True, True]
+    # Same layers, same bounds: taken over, PNGs included; a moved Background or another Blend is read anew.
+    assert facts["reuse_unchanged"] == [True, True, {"background": "background-png", "previous_blend": "blend-png"}]
+    assert facts["reuse_background_moved"] == [False, True, True, ["previous_blend"]]
+    assert facts["reuse_other_blend"] == [False, True, ["background"]]
+    assert facts["reuse_put_in_blend"] == [True, True]  # what a re-blend put in, known without reading it
+
+
 def test_after_an_undone_reblend_the_restored_blend_keeps_its_own_box(facts):
     # blend_a was made with the square at (40, 40) 24 x 24; it now lies at x = 56: their union.
     assert facts["undone_changed"] == [40, 40, 40, 24]

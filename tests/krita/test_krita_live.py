@@ -29,13 +29,17 @@ def test_the_live_interval_is_offered_with_auto_reblend_and_fast(facts):
     assert facts["generate"] == ["done", "fast", 4]  # Lightning's distilled steps
 
 
-def test_a_drag_reblends_live_and_the_newest_lands_as_the_blend(facts):
-    live, settled = facts["started"]
-    assert live >= 2 and live + settled >= 3  # two live ones during the drag, then the final placement's
-    # Each re-blend cancelled the one before it; the first was queued, so the server never ran it.
-    assert facts["outcomes"] == ["cancelled"] * (live + settled - 1) + ["done"]
-    assert facts["first_cancelled_on_server"] == "cancelled"
-    assert facts["inserted_tops"] == 1  # only the newest went in: superseded results are dropped
+def test_a_drag_reblends_live_one_at_a_time_and_the_final_placement_lands_as_the_blend(facts):
+    # While the first live re-blend waited behind another job, dragging on started no second one; the
+    # second went out only once the first had run and its Blend was in, mid-drag.
+    assert facts["started_while_in_flight"] == 1
+    assert facts["first_in_when_second_went"] == ["done", 1]
+    assert facts["first_landed_box"] is not None and facts["first_landed_box"] != facts["final_box"]
+    # Three live ones, then the settle one for the last move, which cancelled the stale third.
+    assert facts["started"] == [3, 1]
+    assert facts["outcomes"] == ["done", "done", "cancelled", "done"]
+    assert facts["stale_cancelled_on_server"] == "cancelled"
+    assert facts["inserted_tops"] == 3  # the two live Blends and the final one: a cancelled one goes nowhere
     assert facts["blend_count"] == 2  # Blend (previous) and Blend
     assert facts["landed_box"] == facts["final_box"]  # the Blend is for where the foreground lies now
     assert facts["landed_params"] == ["fast", 4]

@@ -1,67 +1,12 @@
-"""Start a real LayerFusion backend (tiny model) on a free loopback port for the plugin tests."""
+"""The repository root and loopback ports for the plugin tests (the backend itself: tests.support.backend_process)."""
 from __future__ import annotations
 
-import json
-import os
-import re
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[2]
-READY = re.compile(r"listening on (http://[0-9.]+:\d+)")
-
-
-@dataclass
-class Backend:
-    url: str
-    process: subprocess.Popen
-    log: Path
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-
-
-def start_backend(workdir: Path, python: str = sys.executable, timeout: float = 120.0) -> Backend:
-    log = workdir / "backend.log"
-    out = open(log, "w")
-    process = subprocess.Popen(
-        [python, "-m", "backend", "serve", "--model", "tiny", "--port", "0", "--output-dir", str(workdir / "results")],
-        cwd=str(REPO), stdout=subprocess.PIPE, stderr=out, text=True, env=dict(os.environ),
-    )
-    deadline = time.monotonic() + timeout
-    url = None
-    assert process.stdout is not None
-    while url is None:
-        line = process.stdout.readline()
-        if not line:
-            raise RuntimeError("the backend exited before listening; see %s" % log)
-        match = READY.search(line)
-        if match:
-            url = match.group(1)
-    backend = Backend(url, process, log)
-    while time.monotonic() < deadline:  # a guard against hanging, not a timing assertion
-        try:
-            with urllib.request.urlopen(url + "/v1/health", timeout=5) as answer:
-                if json.load(answer)["state"] == "ready":
-                    return backend
-        except OSError:
-            pass
-        time.sleep(0.2)
-    backend.stop()
-    raise RuntimeError("the backend did not become ready; see %s" % log)
 
 
 def free_port() -> int:

@@ -5,7 +5,7 @@ from layerfusion.client import Api, JobRun
 from layerfusion.connection import HealthMonitor
 from layerfusion.pixels import decode_png, has_partial_alpha
 from layerfusion.sse import SseParser
-from layerfusion.wire import protocol, validated
+from layerfusion.wire import protocol, serialized, validated
 
 from tests.plugin.launch import unused_port
 
@@ -20,7 +20,7 @@ def generate_body(**extra):
 
 
 def run_job(api, body, spin, on_start=None):
-    run = JobRun(api, body)
+    run = JobRun(api, serialized(body))
     seen = {"progress": [], "states": [], "outcome": None, "previews": []}
     run.progress.connect(lambda step, total, phase: seen["progress"].append((step, total, phase)))
     run.preview.connect(seen["previews"].append)

@@ -46,7 +46,8 @@ class RecordingDocuments:
         return ReblendSource("doc", "group-1", Target("doc", 5, 7, W, H, 128, 64),
                              last["layers"]["foreground"], last["layers"]["background"], last["params"])
 
-    def replace_blend(self, source, blend, params):
+    def replace_steps(self, source, blend, params):
+        yield  # the controller gives the event loop a turn here, as between Krita's calls
         self.replaced.append(blend)
 
 

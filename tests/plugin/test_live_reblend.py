@@ -1,5 +1,6 @@
-"""Re-blend while dragging, offscreen: the throttle's timing policy against hand-computed cases, and the
-docker's "Live every … ms" box (enabled with Auto re-blend and Fast both on, kept in the settings).
+"""Re-blend while dragging, offscreen: the throttle's timing policy against hand-computed cases (at most
+one per interval, one at a time), and the docker's "Live every … ms" box (enabled with Auto re-blend and
+Fast both on, kept in the settings).
 
 The watcher itself (auto_reblend.AutoReblend) needs Krita's layers: tests/krita/test_krita_live.py drives it.
 """
@@ -29,6 +30,16 @@ def test_a_drag_fires_one_interval_in_then_at_most_once_per_interval():
     throttle.interval_s = 1.0  # the docker's interval changed mid-drag: counted from the last start
     for now, fires in ((3.0, False), (3.5, True), (4.0, False), (4.5, True)):
         assert throttle.moved(now) is fires, now
+
+
+def test_none_starts_while_the_last_is_on_its_way():
+    throttle = LiveThrottle(0.5)
+    # (time, the last live re-blend still on its way, whether one starts now): the one started at 0.5
+    # landed between 1.75 and 1.875, so the next goes out on the first move after, and the interval
+    # counts from there.
+    for now, busy, fires in ((0.0, False, False), (0.5, False, True), (1.0, True, False), (1.75, True, False),
+                             (1.875, False, True), (2.0, False, False), (2.25, True, False), (2.375, False, True)):
+        assert throttle.moved(now, busy) is fires, now
 
 
 def test_polling_faster_than_the_interval_adds_no_reblends():

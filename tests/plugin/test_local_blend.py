@@ -2,10 +2,16 @@
 Blend outside the server's crop stays exactly as it was (hand-computed values, then the live backend)."""
 from __future__ import annotations
 
+import base64
+import json
 from dataclasses import dataclass
 
-from layerfusion.local_blend import alpha_box, kept_outside, paste_box, scaled, union
+from layerfusion import reblend_job
+from layerfusion.local_blend import alpha_box, clip, expand, kept_outside, paste_box, scaled, union
+from layerfusion.pixels import encode_png, image_from_bgra, png_to_bgra
+from layerfusion.settings import Settings
 from layerfusion.targets import ReblendSource, Target
+from layerfusion.wire import protocol
 
 from tests.plugin.test_docker import H, RecordingDocuments, W, finished_jobs, make
 
@@ -45,6 +51,50 @@ def test_paste_keeps_everything_outside_the_box():
             assert out[(y * 6 + x) * 4] == (90 if (x, y) in inside else 10), (x, y)
 
 
+def test_clip_keeps_the_part_inside():
+    assert clip((3, 2, 4, 5), 10, 8) == (3, 2, 4, 5)
+    assert clip((-2, 6, 5, 5), 10, 8) == (0, 6, 3, 2)  # x -2..3 -> 0..3, y 6..11 -> 6..8
+    assert clip((12, -9, 4, 4), 10, 8) == (10, 0, 0, 0)  # outside: nothing
+
+
+def test_expand_places_a_patch_in_a_transparent_image():
+    patch = bytes(range(2 * 3 * 4))  # 2 x 3 pixels
+    out = expand(patch, (1, 2, 2, 3), 4, 6)
+    assert len(out) == 4 * 6 * 4
+    for y in range(6):
+        for x in range(4):
+            pixel = out[(y * 4 + x) * 4:(y * 4 + x + 1) * 4]
+            if 1 <= x < 3 and 2 <= y < 5:
+                i = ((y - 2) * 2 + x - 1) * 4
+                assert pixel == patch[i:i + 4], (x, y)
+            else:
+                assert pixel == bytes(4), (x, y)
+    whole = _layer(4, 6, (0, 0, 4, 6))
+    assert expand(whole, (0, 0, 4, 6), 4, 6) is whole  # already the whole image: no copy
+
+
+def test_the_upload_sends_the_expanded_foreground_and_carried_pngs_as_they_are(qapp):
+    target = Target("doc", 0, 0, 128, 64, 128, 64)  # the generation size: no scaling, pixels compare exactly
+    patch = _layer(8, 4, (0, 0, 8, 4), 120)
+    background = _layer(128, 64, (0, 0, 128, 64), 60)
+    carried = base64.b64encode(encode_png(image_from_bgra(_layer(128, 64, (0, 0, 128, 64), 99), 128, 64))).decode()
+    source = ReblendSource("doc", "g", target, patch, background, {"foreground_prompt": "a cup", "seed": 4},
+                           foreground_box=(10, 6, 8, 4), changed=(2, 6, 16, 4), foreground_at=(10, 6, 8, 4),
+                           previous_blend=background)
+    pngs, body = reblend_job.upload(source, Settings(fast=False, steps=3), {"previous_blend": carried})
+    assert body.kind == "reblend"
+    sent = json.loads(body.json)
+    request = protocol.parse_job_request(sent)
+    assert request.previous_blend_png == pngs["previous_blend"] == carried  # not encoded again
+    assert png_to_bgra(base64.b64decode(pngs["foreground"]), 128, 64) == expand(patch, (10, 6, 8, 4), 128, 64)
+    assert png_to_bgra(base64.b64decode(pngs["background"]), 128, 64) == background
+    assert sent["foreground_png"] == pngs["foreground"] and sent["background_png"] == pngs["background"]
+    assert (sent["foreground_prompt"], sent["seed"], sent["steps"]) == ("a cup", 4, 3)
+    assert sent["changed"] == {"x": 2, "y": 6, "width": 16, "height": 4}
+    pngs, body = reblend_job.upload(source, Settings(local_reblend=False), {})
+    assert set(pngs) == {"foreground", "background"} and "changed" not in json.loads(body.json)
+
+
 def test_kept_outside_maps_the_server_crop_to_the_group():
     target = Target("doc", 0, 0, 100, 50, 200, 100)
     source = ReblendSource("doc", "g", target, b"", b"", {}, previous_blend=_layer(100, 50, (0, 0, 100, 50), 10))
@@ -66,9 +116,10 @@ class MovedDocuments(RecordingDocuments):
     def reblend_source(self) -> ReblendSource:
         last = self.inserted[-1]
         fg = last["layers"]["foreground"]
-        return ReblendSource("doc", "group-1", Target("doc", 5, 7, W, H, 128, 64), fg, last["layers"]["background"],
-                             last["params"], foreground_box=(50, 20, 20, 20), changed=(30, 20, 40, 20),
-                             previous_blend=_layer(W, H, (0, 0, W, H), PREVIOUS))
+        self.read = ReblendSource("doc", "group-1", Target("doc", 5, 7, W, H, 128, 64), fg,
+                                  last["layers"]["background"], last["params"], foreground_box=(50, 20, 20, 20),
+                                  changed=(30, 20, 40, 20), previous_blend=_layer(W, H, (0, 0, W, H), PREVIOUS))
+        return self.read
 
 
 def test_a_moved_foreground_is_reblended_locally_and_the_rest_is_kept(qapp, live_backend, spin):
@@ -92,6 +143,7 @@ def test_a_moved_foreground_is_reblended_locally_and_the_rest_is_kept(qapp, live
     assert outside and all(p == bytes([PREVIOUS] * 3 + [255]) for p in outside)
     assert blend != _layer(W, H, (0, 0, W, H), PREVIOUS)  # the crop got a new blend
     assert panel.message.text().startswith("Blend regenerated around the move in ")
+    assert set(docs.read.pngs) == {"foreground", "background", "previous_blend"}  # kept for the drag's next read
     controller.shutdown()
 
 
