@@ -175,7 +175,9 @@ class Controller(QObject):
             except Exception as err:
                 done(None, err)
             else:
-                QTimer.singleShot(0, turn)
+                # A 1 ms timer, not 0: a zero one is a posted event, and Qt runs posted events back to
+                # back, so the steps would hold the UI thread together (86 ms for a 2048² Blend).
+                QTimer.singleShot(1, turn)
 
         turn()
 

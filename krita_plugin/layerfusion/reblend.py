@@ -19,6 +19,7 @@ from .layers import (
     children,
     find_group,
     layer_pixels,
+    layer_view,
     member,
     read_records,
     uid,
@@ -66,7 +67,7 @@ def read_source(doc: Any, group: Any, reuse: Optional[ReblendSource] = None) -> 
                 if role in kept.pngs:
                     source.pngs[role] = kept.pngs[role]
                 return data
-        return layer_pixels(node, (x, y, w, h))
+        return layer_view(node, (x, y, w, h))
 
     # An added object's background is what lies beneath its group now, the artist's edits included.
     source.background = pixels_beneath(doc, group, (x, y, w, h)) if bg is None else read("background", bg)
@@ -159,7 +160,9 @@ class KritaSide(KritaDocuments, CanvasDocuments):
         return node
 
     def _group(self, source: ReblendSource) -> Any:
-        group = by_uid(source.document, source.group_key) if self.is_open(source.document) else None
+        if not self.is_open(source.document):
+            raise UserError("the document was closed")
+        group = by_uid(source.document, source.group_key)
         if group is None:
-            raise UserError("The group was deleted while re-blending.")
+            raise UserError("the group was deleted while re-blending")
         return group
