@@ -10,7 +10,7 @@ Boxes are (x, y, width, height) tuples relative to the group's rectangle unless 
 import math
 from typing import Any, Dict, Optional, Tuple
 
-from .targets import ReblendSource
+from .targets import Pixels, ReblendSource
 
 Box = Tuple[int, int, int, int]
 
@@ -72,7 +72,7 @@ def whole_foreground(source: ReblendSource) -> bytes:
     return expand(source.foreground, source.foreground_at or (0, 0, t.width, t.height), t.width, t.height)
 
 
-def paste_box(previous: bytes, new: bytes, width: int, box: Box) -> bytes:
+def paste_box(previous: Pixels, new: bytes, width: int, box: Box) -> bytes:
     """``previous`` (BGRA rows of ``width`` pixels) with ``box`` taken from ``new`` (the same size)."""
     x, y, w, h = box
     out = bytearray(previous)

@@ -27,7 +27,7 @@ from .layers import (
     write_records,
 )
 from .local_blend import Box, alpha_box, clip, union
-from .targets import MASK, ReblendSource, Target, UserError
+from .targets import MASK, Pixels, ReblendSource, Target, UserError
 
 BLEND, PREVIOUS = "Blend", "Blend (previous)"
 
@@ -58,7 +58,7 @@ def read_source(doc: Any, group: Any, reuse: Optional[ReblendSource] = None) -> 
                            foreground_at=at)
     kept = reuse if reuse is not None and reuse.group_key == source.group_key else None
 
-    def read(role: str, node: Any) -> bytes:
+    def read(role: str, node: Any) -> Pixels:
         key = (uid(node), bounds_box(node))
         source.layer_keys[role] = key
         if kept is not None and kept.layer_keys.get(role) == key:

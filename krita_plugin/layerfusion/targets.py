@@ -10,6 +10,7 @@ from typing import (
     Protocol,
     Sequence,
     Tuple,
+    Union,
     runtime_checkable,
 )
 
@@ -28,6 +29,10 @@ LAYER_STACK = (("background", "Background", True), ("shadows", "Shadows", True),
 LIGHT_MODES = {"shadows": "multiply", "light": "screen", "foreground_shadows": "multiply",
                "foreground_light": "screen"}
 CLIPPED = ("foreground", "foreground_shadows", "foreground_light")  # in "Object" when the light is split
+
+
+# BGRA pixel bytes, or a view of a buffer Krita filled (a whole 2048² layer is 16 MB: not copied).
+Pixels = Union[bytes, memoryview]
 
 
 class UserError(Exception):
@@ -55,13 +60,13 @@ class ReblendSource:
     group_key: str
     target: Target
     foreground: bytes
-    background: bytes
+    background: Pixels
     params: Dict[str, Any]
     # Where the Foreground's visible pixels now are (group pixels); with a Blend made for an earlier
     # placement, the region the move affected and that Blend: a local re-blend (local_blend.py).
     foreground_box: Optional[Tuple[int, int, int, int]] = None
     changed: Optional[Tuple[int, int, int, int]] = None
-    previous_blend: Optional[bytes] = None
+    previous_blend: Optional[Pixels] = None
     # The box of the group's rectangle that ``foreground`` covers (the layer's bounds; transparent
     # around it); None: all of it. A small object on a large canvas is read, not the whole canvas.
     foreground_at: Optional[Tuple[int, int, int, int]] = None
