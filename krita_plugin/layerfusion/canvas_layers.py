@@ -35,7 +35,7 @@ layer itself stays where it was, under the group. Hiding the group shows the doc
 Add object and Generate background groups (and a harmonized group of one layer) are recorded like
 generated ones (layers.py), so Regenerate blend and Select foreground find them.
 """
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from krita import Krita  # type: ignore[import-not-found]
 
@@ -48,7 +48,7 @@ from .canvas_jobs import (
     layer_window,
     object_window,
 )
-from .layers import children, layer_pixels, read_records, uid, write_pixels, write_records
+from .layers import children, layer_pixels, read_records, uid, write_pixels, write_records, write_visible
 from .targets import UserError
 
 BLEND_LIGHT = (("shadows", "Shadows", "multiply"), ("light", "Light", "screen"))
@@ -133,9 +133,9 @@ def selected_nodes(doc: Any) -> List[Any]:
 
 # ---- building and inserting --------------------------------------------------------------------
 def _layer(doc: Any, name: str, data: bytes, box: Box, mode: str = "normal", visible: bool = True,
-           inherit: bool = False) -> Any:
+           inherit: bool = False, write: Callable[[Any, bytes, Box], None] = write_pixels) -> Any:
     node = doc.createNode(name, "paintlayer")
-    write_pixels(node, data, box)
+    write(node, data, box)
     if mode != "normal":
         node.setBlendingMode(mode)
     node.setVisible(visible)
@@ -261,7 +261,7 @@ class CanvasDocuments:
     def _insert_object(self, source: CanvasSource, layers: Dict[str, bytes], params: Dict[str, Any],
                        job_id: str) -> Any:
         doc, box = source.document, source.window.box
-        fg = _layer(doc, "Foreground", layers["foreground"], box)
+        fg = _layer(doc, "Foreground", layers["foreground"], box, write=write_visible)
         group, ids = _result_group(doc, "LayerFusion object: %s · seed %s"
                                    % (_short(params.get("foreground_prompt")), _seed(params)),
                                    layers, box, source.blend_layers, [fg])

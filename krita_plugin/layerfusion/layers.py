@@ -10,7 +10,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 from krita import Krita, Selection  # type: ignore[import-not-found]
 
-from .local_blend import alpha_box
+from .local_blend import alpha_box, crop
 from .qt import QByteArray, QRect, QUuid
 from .targets import CLIPPED, LAYER_STACK, LIGHT_MODES, Target, UserError, layer_plan
 from .wire import sizes
@@ -56,6 +56,16 @@ def layer_view(node: Any, box: Tuple[int, int, int, int]) -> memoryview:
     """``layer_pixels`` without the copy into ``bytes``: a view of the buffer Krita filled (it keeps it
     alive). A whole 2048² layer is 16 MB, and copying it cost the UI thread more than reading it."""
     return memoryview(node.projectionPixelData(*box) if node.type() == "clonelayer" else node.pixelData(*box))
+
+
+def write_visible(node: Any, data: bytes, box: Tuple[int, int, int, int]) -> None:
+    """``write_pixels`` of only the part of ``data`` with alpha > 0. Krita stores the tiles a layer is
+    written over, transparent or not, and ``bounds()`` scans them for visible pixels anew after every
+    move: 45 ms per poll of a dragged 2048² Foreground written whole, nothing written this way."""
+    x, y, w, h = box
+    seen = alpha_box(data, w, h)
+    if seen is not None:
+        write_pixels(node, crop(data, w, seen), (x + seen[0], y + seen[1], seen[2], seen[3]))
 
 
 def bounds_box(node: Any) -> Tuple[int, int, int, int]:
@@ -190,7 +200,8 @@ class KritaDocuments:
             # PNG), not as white with alpha = mask: shown, it reads as the matte the method made, its
             # values are the PNG's own (no colour lost under zero alpha), and Select foreground already
             # turns the alpha into a selection.
-            write_pixels(node, layers[role], (target.x, target.y, target.width, target.height))
+            write = write_visible if role == "foreground" else write_pixels
+            write(node, layers[role], (target.x, target.y, target.width, target.height))
             node.setVisible(visible and not (split and role == "blend"))
             # appended on top: Background, (Mask,) Foreground, Blend
             (holder if split and role in CLIPPED else group).addChildNode(node, None)

@@ -66,6 +66,12 @@ def expand(data: bytes, box: Box, width: int, height: int) -> bytes:
     return bytes(out)
 
 
+def crop(data: bytes, width: int, box: Box) -> bytes:
+    """The pixels of ``box`` out of BGRA ``data`` rows of ``width`` pixels (``expand``'s inverse)."""
+    x, y, w, h = box
+    return b"".join(data[((y + row) * width + x) * 4:((y + row) * width + x + w) * 4] for row in range(h))
+
+
 def whole_foreground(source: ReblendSource) -> bytes:
     """The source's Foreground over the group's whole rectangle (it is read over its bounds only)."""
     t = source.target
