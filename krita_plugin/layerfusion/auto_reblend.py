@@ -3,9 +3,9 @@
 Krita emits no signal when a layer moves, so the active group's Foreground is polled.
 """
 import time
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Generator, Optional, Tuple
 
-from .controller import Controller
+from .controller import Controller, step_through
 from .layers import bounds_box, find_group, member, uid
 from .live_throttle import LiveThrottle
 from .local_blend import Box
@@ -40,8 +40,10 @@ class AutoReblend(QObject):
         self._moved: Optional[Tuple[Any, Any]] = None  # the dragged group awaiting its settle re-blend
         self._watched: Optional[Tuple[Any, str]] = None  # (document, group key) of the last one re-blended
         self._asked: Dict[str, Box] = {}  # group key -> the Foreground's box its latest re-blend was asked for
-        # The drag's last read of its group: the next live re-blend reads only the Foreground anew.
+        # The drag's last read of its group: the next live re-blend reads only the Foreground anew. The
+        # first comes from the prefetch a drag starts with (KritaSide.prefetch_steps).
         self._drag_read: Optional[ReblendSource] = None
+        self._prefetch: Optional[Generator[None, None, Optional[ReblendSource]]] = None
         self._throttle = LiveThrottle(Settings().live_interval_ms / 1000.0)
         # Re-blends started during drags (live mode) and once the foreground settled: what a script sees.
         self.live_started = self.settle_started = 0
@@ -103,9 +105,24 @@ class AutoReblend(QObject):
         if not live:
             self.controller.cancel_reblend(key)
             self._asked.pop(key, None)  # that re-blend will not land: the settle one must run
-        elif self._throttle.moved(time.monotonic(), busy=self.controller.reblend_busy(key)):
-            self.live_started += 1
-            self._start(doc, group, live=True)
+        else:
+            if not self._throttle.dragging and self._drag_read is None:
+                self._prefetch_for(doc, group)  # a drag begins: its first live re-blend is an interval away
+            if self._throttle.moved(time.monotonic(), busy=self.controller.reblend_busy(key)):
+                self.live_started += 1
+                self._start(doc, group, live=True)
+
+    def _prefetch_for(self, doc: Any, group: Any) -> None:
+        steps = self.side.prefetch_steps(doc, group)
+        self._prefetch = steps
+
+        def done(kept: Optional[ReblendSource], error: Optional[BaseException]) -> None:
+            if self._prefetch is steps:
+                self._prefetch = None
+                if error is None and self._drag_read is None:
+                    self._drag_read = kept
+
+        step_through(steps, done)
 
     def _let_go_of_closed(self) -> bool:
         """Whether the watched document was closed (then its re-blend is cancelled and it is forgotten)."""
@@ -127,6 +144,9 @@ class AutoReblend(QObject):
     def _drag_over(self) -> None:
         self._throttle.stopped()
         self._drag_read = None  # what the drag read may have changed since: the next re-blend reads anew
+        if self._prefetch is not None:
+            self._prefetch.close()
+            self._prefetch = None
 
     def _fire(self) -> None:
         self._drag_over()

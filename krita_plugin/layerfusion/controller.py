@@ -41,6 +41,25 @@ def guarded(method: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def step_through(steps: Iterator[None], done: Callable[[Any, Optional[BaseException]], None]) -> None:
+    """Run one of the document side's step generators, one event-loop turn per step (each is one of
+    Krita's costly calls), then ``done(what it returned, error)``; a closed generator ends as None."""
+
+    def turn() -> None:
+        try:
+            next(steps)
+        except StopIteration as finished:
+            done(finished.value, None)
+        except Exception as err:
+            done(None, err)
+        else:
+            # A 1 ms timer, not 0: a zero one is a posted event, and Qt runs posted events back to
+            # back, so the steps would hold the UI thread together (86 ms for a 2048² Blend).
+            QTimer.singleShot(1, turn)
+
+    turn()
+
+
 class Controller(QObject):
     job_finished = pyqtSignal(object)  # JobOutcome, after its layers went in (or failed to)
     inserted = pyqtSignal(object)  # what the document side returned for an insertion
@@ -155,31 +174,13 @@ class Controller(QObject):
             elif not self.documents.is_open(target.document):
                 self.panel.show_message("The document was closed; the result stays in the history.")
             else:
-                self._step_through(self.documents.insert_steps(target, layers, entry.params, entry.job_id), inserted)
+                step_through(self.documents.insert_steps(target, layers, entry.params, entry.job_id), inserted)
                 return
             if outcome is not None:
                 self.job_finished.emit(outcome)
 
         in_background(lambda: decode_triplet(images, target.width, target.height), decoded)
 
-    @staticmethod
-    def _step_through(steps: Iterator[None], done: Callable[[Any, Optional[BaseException]], None]) -> None:
-        """Run one of the document side's step generators, one event-loop turn per step (each is one of
-        Krita's costly calls), then ``done(what it returned, error)``."""
-
-        def turn() -> None:
-            try:
-                next(steps)
-            except StopIteration as finished:
-                done(finished.value, None)
-            except Exception as err:
-                done(None, err)
-            else:
-                # A 1 ms timer, not 0: a zero one is a posted event, and Qt runs posted events back to
-                # back, so the steps would hold the UI thread together (86 ms for a 2048² Blend).
-                QTimer.singleShot(1, turn)
-
-        turn()
 
     # ---- re-blend --------------------------------------------------------------------------------
     @guarded
@@ -262,7 +263,7 @@ class Controller(QObject):
 
         def decoded(layers: Any, error: Optional[BaseException]) -> None:
             if error is None and self.documents.is_open(source.document):
-                self._step_through(self.documents.replace_steps(source, layers["blend"], outcome.params), landed)
+                step_through(self.documents.replace_steps(source, layers["blend"], outcome.params), landed)
                 return
             if error is not None:
                 self.panel.show_error("Could not read the new blend: %s" % error)

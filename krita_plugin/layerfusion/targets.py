@@ -31,7 +31,7 @@ LIGHT_MODES = {"shadows": "multiply", "light": "screen", "foreground_shadows": "
 CLIPPED = ("foreground", "foreground_shadows", "foreground_light")  # in "Object" when the light is split
 
 
-# BGRA pixel bytes, or a view of a buffer Krita filled (a whole 2048² layer is 16 MB: not copied).
+# BGRA pixel bytes, or a view of a buffer read from Krita (a whole 2048² layer is 16 MB: not copied).
 Pixels = Union[bytes, memoryview]
 
 

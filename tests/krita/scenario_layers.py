@@ -229,6 +229,50 @@ def run(cfg, facts):
     bg.move(pos.x(), pos.y())
     doc.waitForDone()
 
+    # The prefetch a drag starts with: Background and Blend a strip per step (10 rows here), taken over
+    # by the drag's first live read; a layer moved while it reads is left out.
+    import layerfusion.reblend as reblend_module
+
+    def prefetched(between=None):
+        steps, count = side.prefetch_steps(doc, group), 0
+        while True:
+            try:
+                next(steps)
+            except StopIteration as end:
+                return end.value, count
+            count += 1
+            if count == 1 and between is not None:
+                between()
+
+    reblend_module.STRIP_BYTES = W * 4 * 10
+    kept, count = prefetched()
+    taken = read_source(doc, group, reuse=kept)
+    facts["prefetch"] = [count, kept.background == bgra(bg, 0, 0, W, H),
+                         kept.previous_blend == bgra(blend_layers(doc, group)[-1], 0, 0, W, H),
+                         taken.background is kept.background, taken.previous_blend is kept.previous_blend]
+
+    def shift_background():
+        bg.move(pos.x() + 1, pos.y())
+        doc.waitForDone()
+
+    kept, _ = prefetched(shift_background)
+    facts["prefetch_moved_background"] = sorted(kept.layer_keys)
+    bg.move(pos.x(), pos.y())
+    doc.waitForDone()
+
+    # A Foreground is written over its visible pixels only (Krita keeps no transparent tiles to scan).
+    from layerfusion.layers import bounds_box, write_visible
+
+    object_only = bytearray(W * H * 4)
+    for row in range(20, 29):
+        object_only[(row * W + 30) * 4:(row * W + 42) * 4] = bytes([9, 99, 199, 128]) * 12
+    written = doc.createNode("written", "paintlayer")
+    write_visible(written, bytes(object_only), (0, 0, W, H))
+    nothing = doc.createNode("nothing", "paintlayer")
+    write_visible(nothing, bytes(W * H * 4), (0, 0, W, H))
+    facts["write_visible"] = [list(bounds_box(written)), bytes(written.pixelData(0, 0, W, H)) == bytes(object_only),
+                              bounds_box(nothing)[2:]]
+
     # What Ctrl+Z of that re-blend restores (blend_a on top again; the record is not undone): the
     # "before" box must be blend_a's own, (40, 40) 24 x 24, so the change spans it and where the square is.
     blend_layers(doc, group)[-1].remove()

@@ -89,6 +89,10 @@ def test_a_reblend_reads_the_foreground_over_its_bounds_and_a_drag_takes_the_res
     assert facts["reuse_background_moved"] == [False, True, True, ["previous_blend"]]
     assert facts["reuse_other_blend"] == [False, True, ["background"]]
     assert facts["reuse_put_in_blend"] == [True, True]  # what a re-blend put in, known without reading it
+    # The drag's prefetch: 13 strips of 10 rows per layer (H = 128), the pixels exact, taken over.
+    assert facts["prefetch"] == [26, True, True, True, True]
+    assert facts["prefetch_moved_background"] == ["previous_blend"]
+    assert facts["write_visible"] == [[30, 20, 12, 9], True, [0, 0]]
 
 
 def test_after_an_undone_reblend_the_restored_blend_keeps_its_own_box(facts):

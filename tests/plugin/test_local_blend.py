@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 
 from layerfusion import reblend_job
-from layerfusion.local_blend import alpha_box, clip, expand, kept_outside, paste_box, scaled, union
+from layerfusion.local_blend import alpha_box, clip, crop, expand, kept_outside, paste_box, scaled, union
 from layerfusion.pixels import encode_png, image_from_bgra, png_to_bgra
 from layerfusion.settings import Settings
 from layerfusion.targets import ReblendSource, Target
@@ -71,6 +71,14 @@ def test_expand_places_a_patch_in_a_transparent_image():
                 assert pixel == bytes(4), (x, y)
     whole = _layer(4, 6, (0, 0, 4, 6))
     assert expand(whole, (0, 0, 4, 6), 4, 6) is whole  # already the whole image: no copy
+
+
+def test_crop_takes_a_box_out_and_expand_puts_it_back():
+    data = bytes(range(4 * 3 * 4))  # 4 x 3 pixels, every byte its own index
+    assert crop(data, 4, (1, 1, 2, 2)) == data[20:28] + data[36:44]  # rows 1 and 2, pixels 1..2
+    assert crop(data, 4, (0, 0, 4, 3)) == data
+    layer = _layer(10, 8, (3, 2, 4, 5), 77)
+    assert expand(crop(layer, 10, (3, 2, 4, 5)), (3, 2, 4, 5), 10, 8) == layer
 
 
 def test_the_upload_sends_the_expanded_foreground_and_carried_pngs_as_they_are(qapp):
