@@ -144,6 +144,9 @@ class AutoReblend(QObject):
     def _drag_over(self) -> None:
         self._throttle.stopped()
         self._drag_read = None  # what the drag read may have changed since: the next re-blend reads anew
+        self._stop_prefetch()
+
+    def _stop_prefetch(self) -> None:
         if self._prefetch is not None:
             self._prefetch.close()
             self._prefetch = None
@@ -172,6 +175,7 @@ class AutoReblend(QObject):
             source = read_source(doc, group, reuse=self._drag_read if live else None)
             if live:
                 self._drag_read = source
+                self._stop_prefetch()  # not done in time: this read has what it was reading
             self.controller.reblend(source)
         except UserError as err:
             self.controller.panel.show_error(str(err))

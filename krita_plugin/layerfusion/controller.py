@@ -210,7 +210,8 @@ class Controller(QObject):
                 self.panel.show_error("Could not read the layers: %s" % error)
                 return
             pngs, body = upload
-            source.pngs.update(pngs)  # a later read of the same drag may take them over
+            # a later read of the same drag may take these over (the Foreground it reads anew)
+            source.pngs.update((name, png) for name, png in pngs.items() if name != "foreground")
             run = self._start(body, lambda outcome: self._reblended(source, outcome, asked))
             self.reblend_runs[source.group_key] = run
 

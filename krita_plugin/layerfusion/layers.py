@@ -58,14 +58,16 @@ def layer_view(node: Any, box: Tuple[int, int, int, int]) -> memoryview:
     return memoryview(node.projectionPixelData(*box) if node.type() == "clonelayer" else node.pixelData(*box))
 
 
-def write_visible(node: Any, data: bytes, box: Tuple[int, int, int, int]) -> None:
-    """``write_pixels`` of only the part of ``data`` with alpha > 0. Krita stores the tiles a layer is
-    written over, transparent or not, and ``bounds()`` scans them for visible pixels anew after every
-    move: 45 ms per poll of a dragged 2048² Foreground written whole, nothing written this way."""
+def write_visible(node: Any, data: bytes, box: Tuple[int, int, int, int]) -> Optional[Tuple[int, int, int, int]]:
+    """``write_pixels`` of only the part of ``data`` with alpha > 0, which it returns (relative to
+    ``box``; None: nothing visible). Krita stores the tiles a layer is written over, transparent or not,
+    and ``bounds()`` scans them for visible pixels anew after every move: 45 ms per poll of a dragged
+    2048² Foreground written whole, nothing written this way."""
     x, y, w, h = box
     seen = alpha_box(data, w, h)
     if seen is not None:
         write_pixels(node, crop(data, w, seen), (x + seen[0], y + seen[1], seen[2], seen[3]))
+    return seen
 
 
 def bounds_box(node: Any) -> Tuple[int, int, int, int]:
@@ -187,6 +189,7 @@ class KritaDocuments:
         ids: Dict[str, str] = {}
         split = "shadows" in layers  # the blend as layers: the Blend goes in hidden
         holder = None  # the "Object" sub-group then
+        visible_box = None  # where the Foreground's visible pixels are (write_visible)
         for role, name, visible in layer_plan(layers):
             node = doc.createNode(name, "paintlayer")
             if role in LIGHT_MODES:
@@ -200,8 +203,11 @@ class KritaDocuments:
             # PNG), not as white with alpha = mask: shown, it reads as the matte the method made, its
             # values are the PNG's own (no colour lost under zero alpha), and Select foreground already
             # turns the alpha into a selection.
-            write = write_visible if role == "foreground" else write_pixels
-            write(node, layers[role], (target.x, target.y, target.width, target.height))
+            rect = (target.x, target.y, target.width, target.height)
+            if role == "foreground":
+                visible_box = write_visible(node, layers[role], rect)
+            else:
+                write_pixels(node, layers[role], rect)
             node.setVisible(visible and not (split and role == "blend"))
             # appended on top: Background, (Mask,) Foreground, Blend
             (holder if split and role in CLIPPED else group).addChildNode(node, None)
@@ -219,9 +225,8 @@ class KritaDocuments:
             "layers": ids,
         }
         if "foreground" in layers and "blend" in layers:
-            box = alpha_box(layers["foreground"], target.width, target.height)
             # per blend layer (reblend.blended_box): an undone re-blend must not lend its box to this one
-            records[uid(group)][BLENDED_AT] = {ids["blend"]: list(box)} if box else {}
+            records[uid(group)][BLENDED_AT] = {ids["blend"]: list(visible_box)} if visible_box else {}
         root = doc.rootNode()
         active = doc.activeNode()
         top_level = active is not None and active.parentNode() is not None and uid(active.parentNode()) == uid(root)

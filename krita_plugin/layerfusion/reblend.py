@@ -63,7 +63,7 @@ def read_source(doc: Any, group: Any, reuse: Optional[ReblendSource] = None) -> 
         key = (uid(node), bounds_box(node))
         source.layer_keys[role] = key
         if kept is not None and kept.layer_keys.get(role) == key:
-            data = kept.previous_blend if role == "previous_blend" else kept.background
+            data = kept.pixels(role)
             if data is not None:
                 if role in kept.pngs:
                     source.pngs[role] = kept.pngs[role]

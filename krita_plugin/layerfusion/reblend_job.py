@@ -22,11 +22,8 @@ def is_local(source: ReblendSource, settings: Settings) -> bool:
 def layer_png(source: ReblendSource, name: str) -> str:
     """One of the source's layers (BGRA at the group's size) as a base64 PNG at the generation size."""
     t = source.target
-    if name == "foreground":
-        data = whole_foreground(source)
-    else:
-        data = source.previous_blend if name == "previous_blend" else source.background
-        assert data is not None
+    data = whole_foreground(source) if name == "foreground" else source.pixels(name)
+    assert data is not None
     image = fitted(image_from_bgra(data, t.width, t.height), t.gen_width, t.gen_height)
     return base64.b64encode(encode_png(image)).decode("ascii")
 

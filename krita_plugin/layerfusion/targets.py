@@ -76,6 +76,10 @@ class ReblendSource:
     layer_keys: Dict[str, Any] = field(default_factory=dict)
     pngs: Dict[str, str] = field(default_factory=dict)
 
+    def pixels(self, role: str) -> Optional[Pixels]:
+        """``background`` or ``previous_blend`` by its role name (as in ``layer_keys`` and ``pngs``)."""
+        return self.previous_blend if role == "previous_blend" else self.background
+
 
 @dataclass
 class HistoryEntry:
