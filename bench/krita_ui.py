@@ -207,7 +207,7 @@ def _gaps(beats):
 
 
 def _measure_drag(facts, url, doc_side):
-    """Drag a generated group's Foreground back and forth with Auto re-blend and Fast on (live mode)."""
+    """Drag a group's Foreground back and forth with Auto re-blend and Fast on (live mode)."""
     from krita import Krita
     from PyQt5.QtCore import QEventLoop, QTimer
 
@@ -267,7 +267,6 @@ def _measure_drag(facts, url, doc_side):
     auto.set_enabled(True)
     wait(lambda: auto.seen(key) is not None)
     landed = {}  # top Blend uid -> (seconds since the drag began, the box it was made for)
-    start = time.perf_counter()
 
     def on_finished(outcome):
         blends = blend_layers(doc, group)
